@@ -1,0 +1,1 @@
+"""Correlation stage: compile Sigma rules, run them over the store, correlate, build incidents."""

@@ -1,0 +1,100 @@
+"""MarketGuard's configuration: one typed, frozen settings object.
+
+Values come, highest priority first, from explicit arguments, ``MARKETGUARD_*`` environment
+variables, an optional YAML file (``MARKETGUARD_CONFIG`` or ``<data_dir>/marketguard.yaml``)
+and the defaults below. Nothing here is read at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from marketguard.errors import ConfigError
+
+__all__ = ["Settings", "load_settings", "pseudonymisation_key"]
+
+DEFAULT_DATA_DIR = Path(".marketguard")
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one MarketGuard installation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MARKETGUARD_", frozen=True, extra="forbid", env_nested_delimiter="__"
+    )
+
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the store, keys and state live.")
+    store: Literal["duckdb"] = Field("duckdb", description="Storage backend.")
+    duckdb_file: str = Field("marketguard.duckdb", description="DuckDB file inside data_dir.")
+    pseudonymisation_key: SecretStr | None = Field(
+        None,
+        description="HMAC key for personal data; generated into data_dir on first run if unset.",
+    )
+    rules_dirs: list[Path] = Field(
+        default_factory=lambda: [Path("rules")], description="Sigma rule directories."
+    )
+    batch_size: int = Field(100_000, ge=1, description="Events per store append.")
+
+    @property
+    def duckdb_path(self) -> Path:
+        """Absolute path of the DuckDB file."""
+        return self.data_dir / self.duckdb_file
+
+    def masked(self) -> dict[str, Any]:
+        """Return the settings as plain data with every secret masked."""
+        out = self.model_dump(mode="json")
+        for name, value in self:
+            if isinstance(value, SecretStr):
+                out[name] = "********"
+        return out
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from overrides, environment and the optional YAML file.
+
+    Raises :class:`ConfigError` with the field and reason when a value is invalid.
+    """
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    data_dir = Path(overrides.get("data_dir") or os.environ.get("MARKETGUARD_DATA_DIR") or DEFAULT_DATA_DIR)
+    file_values = _read_yaml(Path(os.environ["MARKETGUARD_CONFIG"]) if "MARKETGUARD_CONFIG" in os.environ else data_dir / "marketguard.yaml")
+    env_names = {k[len("MARKETGUARD_"):].lower() for k in os.environ if k.startswith("MARKETGUARD_")}
+    merged = {k: v for k, v in file_values.items() if k not in env_names}
+    merged.update(overrides)
+    try:
+        return Settings(**merged)
+    except Exception as exc:  # pydantic.ValidationError, but keep the message short
+        raise ConfigError(f"invalid configuration: {exc}") from exc
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
+    return data
+
+
+def pseudonymisation_key(settings: Settings) -> bytes:
+    """Return the HMAC key for personal data, creating ``<data_dir>/pseudonymisation.key`` (0600) once."""
+    if settings.pseudonymisation_key is not None:
+        return settings.pseudonymisation_key.get_secret_value().encode()
+    path = settings.data_dir / "pseudonymisation.key"
+    if path.exists():
+        return path.read_bytes().strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key

@@ -1,0 +1,31 @@
+"""Storage backends behind one protocol; :func:`open_store` is the only place that chooses."""
+
+from __future__ import annotations
+
+from marketguard.config import Settings
+from marketguard.errors import ConfigError
+from marketguard.store.base import MatchWindow, Store
+
+__all__ = ["Store", "MatchWindow", "open_store", "STORES"]
+
+
+def _duckdb(settings: Settings) -> Store:
+    from marketguard.store.duckdb import DuckDBStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return DuckDBStore(settings.duckdb_path)
+
+
+#: Backend name -> factory. Unknown names are refused with the list of valid ones.
+STORES = {"duckdb": _duckdb}
+
+
+def open_store(settings: Settings) -> Store:
+    """Open the store the settings name."""
+    try:
+        factory = STORES[settings.store]
+    except KeyError:
+        raise ConfigError(
+            f"unknown store {settings.store!r}; valid: {', '.join(sorted(STORES))}"
+        ) from None
+    return factory(settings)

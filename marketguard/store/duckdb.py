@@ -1,0 +1,245 @@
+"""The embedded default store: one DuckDB file, one writer process.
+
+Events are appended in Arrow batches (never row by row). Every event gets an ingest sequence
+number ``_seq`` so that the engine can follow ingest order, and an append skips events whose
+``event.id`` is already stored, so a replayed batch inserts nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from marketguard.errors import StoreError
+from marketguard.schema import EVENT_FIELDS, EVENT_SCHEMA, DeadLetter
+from marketguard.store.base import MatchWindow
+
+__all__ = ["DuckDBStore", "quote_ident"]
+
+_SQL_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+
+def quote_ident(name: str) -> str:
+    """Quote a column name such as ``url.original`` for DuckDB SQL."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+_COLUMNS = ", ".join(quote_ident(n) for n in EVENT_FIELDS)
+
+
+class DuckDBStore:
+    """:class:`~marketguard.store.base.Store` on a DuckDB file (or ``:memory:``).
+
+    ``unique_ids=False`` skips the duplicate check on append: for throw-away hunting stores
+    whose input ids are unique by construction.
+    """
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str | Path, *, unique_ids: bool = True, threads: int | None = None):
+        self.path = str(path)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot open DuckDB file {self.path}: {exc}") from exc
+        self._con.execute("SET TimeZone='UTC'").fetchall()
+        if threads:
+            self._con.execute(f"SET threads={int(threads)}").fetchall()
+        self._lock = threading.RLock()
+        self._unique = unique_ids
+        self._create_schema()
+        self._seq = self._con.execute("SELECT coalesce(max(_seq), 0) FROM events").fetchall()[0][0]
+
+    # -- schema ---------------------------------------------------------------------------
+    def _create_schema(self) -> None:
+        cols = ",\n  ".join(
+            f"{quote_ident(n)} {_SQL_TYPES[t]}"
+            for n, t in EVENT_FIELDS.items()
+        )
+        self._con.execute(f"CREATE TABLE IF NOT EXISTS events (\n  {cols},\n  _seq BIGINT NOT NULL)").fetchall()
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS dead_letters (received TIMESTAMPTZ, source VARCHAR,"
+            " line BIGINT, reason VARCHAR, raw VARCHAR)"
+        ).fetchall()
+        self._con.execute(
+            "CREATE TABLE IF NOT EXISTS checkpoints (name VARCHAR PRIMARY KEY, value VARCHAR,"
+            " updated TIMESTAMPTZ)"
+        ).fetchall()
+
+    # -- writes ---------------------------------------------------------------------------
+    def append_events(self, events: pa.Table) -> int:
+        """Append an Arrow table of events; return the number of new events."""
+        if events.num_rows == 0:
+            return 0
+        batch = events.select(list(EVENT_FIELDS)).cast(EVENT_SCHEMA)
+        with self._lock:
+            before = self._seq
+            try:
+                self._con.execute("BEGIN").fetchall()
+                if self._unique:
+                    batch = self._new_only(batch)
+                self._con.register("_incoming", batch)
+                self._con.execute(
+                    f"INSERT INTO events SELECT {_COLUMNS}, {before} + row_number() OVER () FROM _incoming"
+                ).fetchall()
+                self._con.execute("COMMIT").fetchall()
+            except duckdb.Error as exc:
+                self._con.execute("ROLLBACK").fetchall()
+                raise StoreError(f"append of {batch.num_rows} events failed: {exc}") from exc
+            finally:
+                try:
+                    self._con.unregister("_incoming")
+                except duckdb.Error:
+                    pass
+            self._seq = self._con.execute("SELECT coalesce(max(_seq), 0) FROM events").fetchall()[0][0]
+            return int(self._seq - before)
+
+    def _new_only(self, batch: pa.Table) -> pa.Table:
+        """Drop events already stored and repeats inside the batch (first one wins)."""
+        ids = batch.column("event.id")
+        if pc.count_distinct(ids).as_py() != batch.num_rows:
+            idx = pa.array(range(batch.num_rows), pa.int64())
+            first = (
+                pa.table({"id": ids, "i": idx}).group_by("id", use_threads=False).aggregate([("i", "min")])
+            )
+            keep = first.column("i_min")
+            batch = batch.take(pc.take(keep, pc.sort_indices(keep)))
+            ids = batch.column("event.id")
+        # event.id hashes source and content, timestamp included: a stored duplicate has the
+        # same @timestamp, so only the batch's time range is read (zone maps prune the rest).
+        ts = pc.min_max(batch.column("@timestamp"))
+        known = self._con.sql(
+            'SELECT "event.id" FROM events WHERE "@timestamp" BETWEEN $lo AND $hi',
+            params={"lo": ts["min"].as_py(), "hi": ts["max"].as_py()},
+        ).to_arrow_table().column(0)
+        if len(known):
+            batch = batch.filter(pc.invert(pc.is_in(ids, value_set=known)))
+        return batch
+
+    def append_dead_letters(self, items: Sequence[DeadLetter]) -> None:
+        """Keep unparsable input with its source, line and reason."""
+        if not items:
+            return
+        now = datetime.now(UTC)
+        rows = [(now, d.source, d.line, d.reason, d.raw) for d in items]
+        with self._lock:
+            self._con.executemany("INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?)", rows).fetchall()
+
+    def set_checkpoint(self, name: str, value: dict[str, Any]) -> None:
+        """Durably set a named checkpoint (JSON-serialisable value)."""
+        with self._lock:
+            self._con.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
+                [name, json.dumps(value, default=str), datetime.now(UTC)],
+            ).fetchall()
+
+    # -- reads ----------------------------------------------------------------------------
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Return the newest dead letters first."""
+        with self._lock:
+            cur = self._con.execute(
+                "SELECT received, source, line, reason, raw FROM dead_letters"
+                " ORDER BY received DESC, source, line LIMIT ?",
+                [limit],
+            )
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def count_dead_letters(self) -> int:
+        """Return how many dead letters are kept."""
+        with self._lock:
+            return self._con.execute("SELECT count(*) FROM dead_letters").fetchall()[0][0]
+
+    def count_events(self, dataset: str | None = None) -> int:
+        """Return the number of stored events, optionally of one dataset."""
+        sql, params = "SELECT count(*) FROM events", []
+        if dataset:
+            sql += ' WHERE "event.dataset" = ?'
+            params.append(dataset)
+        with self._lock:
+            return self._con.execute(sql, params).fetchall()[0][0]
+
+    def max_seq(self) -> int:
+        """Return the newest ingest sequence number (0 when empty)."""
+        return int(self._seq)
+
+    def query_events(
+        self, window: MatchWindow, columns: Sequence[str] | None = None, limit: int | None = None
+    ) -> pa.Table:
+        """Return events in the window, ordered by time then id."""
+        return self.match("TRUE", window, columns or list(EVENT_FIELDS), limit=limit)
+
+    def match(
+        self, query: str, window: MatchWindow, columns: Sequence[str], limit: int | None = None
+    ) -> pa.Table:
+        """Run a compiled rule condition (a SQL boolean expression) over the window."""
+        where, params = _window_sql(window)
+        cols = ", ".join(quote_ident(c) for c in columns)
+        sql = (
+            f"SELECT {cols} FROM events WHERE ({query}){where}"
+            f' ORDER BY "@timestamp", "event.id"'
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            return cur.sql(sql, params=params).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"rule query failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def get_checkpoint(self, name: str) -> dict[str, Any] | None:
+        """Return a named checkpoint or None."""
+        with self._lock:
+            row = self._con.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchall()
+        return json.loads(row[0][0]) if row else None
+
+    def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run read-only SQL for diagnostics and tests; DuckDB-specific, not part of the protocol."""
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            return cur.execute(query, list(params)).fetchall()
+        finally:
+            cur.close()
+
+    def close(self) -> None:
+        """Checkpoint and close the file."""
+        with self._lock:
+            try:
+                self._con.execute("CHECKPOINT").fetchall()
+            except duckdb.Error:
+                pass
+            self._con.close()
+
+
+def _window_sql(window: MatchWindow) -> tuple[str, list[Any]]:
+    parts: list[str] = []
+    params: list[Any] = []
+    for cond, value in (
+        ("_seq > ?", window.seq_after),
+        ("_seq <= ?", window.seq_upto),
+        ('"@timestamp" > ?', window.time_after),
+        ('"@timestamp" <= ?', window.time_upto),
+        ('"event.dataset" = ?', window.dataset),
+    ):
+        if value is not None:
+            parts.append(cond)
+            params.append(value)
+    return ("".join(f" AND {p}" for p in parts), params)
