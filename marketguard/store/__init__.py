@@ -9,9 +9,11 @@ from marketguard.store.base import MatchWindow, Store
 __all__ = ["Store", "MatchWindow", "open_store", "STORES"]
 
 
-def _duckdb(settings: Settings) -> Store:
+def _duckdb(settings: Settings, scratch: str | None) -> Store:
     from marketguard.store.duckdb import DuckDBStore
 
+    if scratch is not None:
+        return DuckDBStore(scratch, unique_ids=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return DuckDBStore(settings.duckdb_path)
 
@@ -20,12 +22,16 @@ def _duckdb(settings: Settings) -> Store:
 STORES = {"duckdb": _duckdb}
 
 
-def open_store(settings: Settings) -> Store:
-    """Open the store the settings name."""
+def open_store(settings: Settings, *, scratch: str | None = None) -> Store:
+    """Open the store the settings name.
+
+    ``scratch`` opens a throw-away store for offline hunting instead (``":memory:"`` or a
+    file path to keep): inputs are files whose event ids are unique by construction.
+    """
     try:
         factory = STORES[settings.store]
     except KeyError:
         raise ConfigError(
             f"unknown store {settings.store!r}; valid: {', '.join(sorted(STORES))}"
         ) from None
-    return factory(settings)
+    return factory(settings, scratch)

@@ -1,0 +1,177 @@
+"""Run compiled rules over a store window and turn matches into detections.
+
+The same function serves offline hunting and (with checkpointed windows) the live service:
+detection rules are queried through the :class:`~marketguard.store.Store` protocol, and
+correlation windows are computed here, identically for every backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pyarrow as pa
+
+from correlator.correlation import evaluate
+from correlator.detections import EVIDENCE_FIELDS, Detection
+from correlator.rules import CorrelationRule, DetectionRule, RuleSet
+from marketguard.errors import StoreError
+from marketguard.schema import EVENT_FIELDS
+from marketguard.store import MatchWindow, Store
+
+__all__ = ["RuleRun", "EngineResult", "run_rules"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RuleRun:
+    """How one rule fared in one evaluation."""
+
+    rule_id: str
+    matches: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class EngineResult:
+    """Detections of one evaluation, with per-rule statistics."""
+
+    detections: list[Detection] = field(default_factory=list)
+    runs: dict[str, RuleRun] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Rule id -> error message, for rules that failed."""
+        return {k: r.error for k, r in self.runs.items() if r.error}
+
+
+def _columns_for(rules: RuleSet) -> list[str]:
+    cols = list(EVIDENCE_FIELDS)
+    for corr in rules.correlations:
+        wanted = list(corr.group_by) + ([corr.value_field] if corr.value_field else [])
+        for mapping in corr.aliases.values():
+            wanted.extend(mapping.values())
+        cols.extend(c for c in wanted if c in EVENT_FIELDS and c not in cols)
+    return cols
+
+
+def run_rules(
+    store: Store,
+    rules: RuleSet,
+    window: MatchWindow,
+    *,
+    threads: int = 2,
+    on_rule_done: Callable[[str], None] | None = None,
+) -> EngineResult:
+    """Evaluate every rule in ``rules`` over ``window`` of ``store``.
+
+    A rule that fails is recorded in the result and does not stop the others.
+    """
+    result = EngineResult()
+    columns = _columns_for(rules)
+    matched: dict[str, pa.Table] = {}
+
+    def one(rule: DetectionRule) -> tuple[DetectionRule, pa.Table | None, RuleRun]:
+        run = RuleRun(rule.id)
+        started = time.perf_counter()
+        try:
+            table = store.match(rule.query, window, columns)
+            run.matches = table.num_rows
+        except StoreError as exc:
+            table, run.error = None, str(exc)
+            log.error("rule %s (%s) failed: %s", rule.id, rule.file, exc)
+        run.seconds = time.perf_counter() - started
+        return rule, table, run
+
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for rule, table, run in pool.map(one, rules.detections):
+            result.runs[rule.id] = run
+            if table is not None and table.num_rows:
+                matched[rule.id] = table
+                if rule.standalone:
+                    result.detections.extend(_event_detections(rule, table))
+            if on_rule_done:
+                on_rule_done(rule.id)
+    for corr in rules.correlations:
+        result.runs[corr.id] = _run_correlation(corr, matched, result.detections)
+        if on_rule_done:
+            on_rule_done(corr.id)
+    return result
+
+
+def _event_detections(rule: DetectionRule, table: pa.Table) -> list[Detection]:
+    evidence_cols = [c for c in EVIDENCE_FIELDS if c in table.column_names]
+    rows = table.select(evidence_cols).to_pylist()
+    tags = rule.tags
+    return [
+        Detection(
+            rule_id=rule.id,
+            rule_title=rule.title,
+            rule_level=rule.level,
+            rule_author=rule.author,
+            rule_license=rule.license,
+            kind="event",
+            timestamp=row["@timestamp"],
+            event_ids=(row["event.id"],),
+            evidence=row,
+            tags=tags,
+        )
+        for row in rows
+    ]
+
+
+def _run_correlation(
+    corr: CorrelationRule, matched: dict[str, pa.Table], out: list[Detection]
+) -> RuleRun:
+    run = RuleRun(corr.id)
+    started = time.perf_counter()
+    frames = []
+    for rid in corr.rules:
+        if rid in matched:
+            frame = matched[rid].to_pandas()
+            frame["_rule"] = rid
+            frames.append(frame)
+    if frames:
+        try:
+            hits = evaluate(corr, pd.concat(frames, ignore_index=True))
+        except Exception as exc:  # a broken rule must not stop the others
+            run.error = f"{type(exc).__name__}: {exc}"
+            log.error("correlation %s (%s) failed: %s", corr.id, corr.file, exc)
+            hits = []
+        run.matches = len(hits)
+        out.extend(
+            Detection(
+                rule_id=corr.id,
+                rule_title=corr.title,
+                rule_level=corr.level,
+                rule_author=corr.author,
+                rule_license=corr.license,
+                kind=corr.type,
+                timestamp=hit.window_end,
+                event_ids=hit.event_ids,
+                evidence={k: v for k, v in hit.group if k in EVENT_FIELDS},
+                group=hit.group,
+                window_start=hit.window_start,
+                window_end=hit.window_end,
+                value=hit.value,
+                tags=corr.tags,
+            )
+            for hit in hits
+        )
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def summarise(detections: Sequence[Detection]) -> list[tuple[str, str, str, int]]:
+    """(rule id, title, level, count) per rule, most detections first."""
+    counts: dict[str, tuple[str, str, str, int]] = {}
+    for d in detections:
+        rid, title, level, n = counts.get(d.rule_id, (d.rule_id, d.rule_title, d.rule_level, 0))
+        counts[d.rule_id] = (rid, title, level, n + 1)
+    return sorted(counts.values(), key=lambda r: (-r[3], r[1]))

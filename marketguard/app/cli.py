@@ -1,0 +1,152 @@
+"""The ``marketguard`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from marketguard.config import Settings, load_settings
+from marketguard.errors import MarketGuardError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="marketguard",
+    help="MarketGuard: collect API logs, detect attacks, fraud and SLA breaches, respond.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+rules_app = typer.Typer(help="Work with Sigma rule directories.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(config_app, name="config")
+
+err = Console(stderr=True)
+
+DataDirOpt = Annotated[
+    Optional[Path],
+    typer.Option("--data-dir", envvar="MARKETGUARD_DATA_DIR", help="Data directory (store, keys, state). Default ./.marketguard"),
+]
+
+
+class Fmt(str, Enum):
+    auto = "auto"
+    combined = "combined"
+    nginx_json = "nginx-json"
+    jsonl = "jsonl"
+
+
+class HuntOutput(str, Enum):
+    table = "table"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class CheckOutput(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line reason on stderr and exit with ``code``."""
+    err.print(f"[bold red]marketguard: error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def settings_for(data_dir: Path | None) -> Settings:
+    """Load settings, turning configuration errors into a clean exit."""
+    try:
+        return load_settings(data_dir=data_dir)
+    except MarketGuardError as exc:
+        fail(str(exc))
+        raise  # unreachable
+
+
+@app.command()
+def hunt(
+    paths: Annotated[list[Path], typer.Argument(help="Log files to hunt (plain or .gz).", show_default=False)],
+    rules: Annotated[list[Path], typer.Option("--rules", "-r", help="Sigma rule directory (repeatable).")],
+    fmt: Annotated[Fmt, typer.Option("--format", "-f", help="Input format; auto detects per file.")] = Fmt.auto,
+    output: Annotated[HuntOutput, typer.Option("--output", "-o", help="table for people; jsonl or csv (one detection per line) for scripts.")] = HuntOutput.table,
+    logsource: Annotated[str, typer.Option("--logsource", help="Sigma logsource category of the input: webserver (inbound API/web logs) or proxy (outbound proxy logs).")] = "webserver",
+    keep_db: Annotated[Optional[Path], typer.Option("--keep-db", help="Keep the parsed events in this DuckDB file instead of memory.")] = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Hunt through log files offline with Sigma rules.
+
+    Parses each file with the same collector as the live service (personal data pseudonymised),
+    stores it in a scratch DuckDB store and runs every rule whose logsource fits. Lines that
+    cannot be parsed are dead-lettered and counted. Exit code 0 when the hunt ran (with or
+    without detections), 2 on bad usage or unreadable input.
+    """
+    from marketguard.app.hunt_cli import run_hunt
+
+    run_hunt(paths, rules, fmt.value, output.value, logsource, keep_db, settings_for(data_dir))
+
+
+@rules_app.command("check")
+def rules_check(
+    dirs: Annotated[list[Path], typer.Argument(help="Rule directories or files.")],
+    output: Annotated[CheckOutput, typer.Option("--output", "-o", help="table, or json: {\"loaded\": N, \"failed\": [{\"file\", \"reason\"}]}")] = CheckOutput.table,
+) -> None:
+    """Validate and compile Sigma rules; list every rule that cannot be used, with the reason."""
+    from correlator.rules import load_rules
+
+    for d in dirs:
+        if not d.exists():
+            fail(f"{d}: no such file or directory")
+    rs = load_rules(dirs)
+    if output is CheckOutput.json:
+        print(json.dumps({"loaded": rs.loaded, "failed": [{"file": f.file, "reason": f.reason} for f in rs.failures]}))
+        return
+    con = Console()
+    con.print(f"[bold]{rs.loaded}[/] rules loaded ({len(rs.detections)} detection, {len(rs.correlations)} correlation), [bold]{len(rs.failures)}[/] failed")
+    for f in rs.failures:
+        con.print(f"[red]FAILED[/] {f.file}: {f.reason}", highlight=False, soft_wrap=True)
+
+
+@config_app.command("show")
+def config_show(data_dir: DataDirOpt = None) -> None:
+    """Print the effective configuration as JSON, secrets masked."""
+    print(json.dumps(settings_for(data_dir).masked(), indent=2, default=str))
+
+
+@app.command()
+def demo(
+    data_dir: DataDirOpt = None,
+    normal: Annotated[int, typer.Option(help="Benign requests in the scenario.")] = 20_000,
+    seed: Annotated[int, typer.Option(help="Scenario seed (same seed, same traffic).")] = 7,
+) -> None:
+    """Replay a realistic marketplace scenario with injected attacks through the real pipeline
+    and print what was detected against the scenario's ground truth."""
+    from marketguard.app.demo import run_demo
+
+    run_demo(settings_for(data_dir or Path(".marketguard/demo")), normal=normal, seed=seed)
+
+
+@app.command()
+def bench(
+    lines: Annotated[int, typer.Option(help="Lines of combined-format log to generate and hunt.")] = 1_000_000,
+    workdir: Annotated[Path, typer.Option(help="Where the generated log is kept between runs.")] = Path("bench-data"),
+    rules: Annotated[Optional[list[Path]], typer.Option("--rules", help="Rule directories (default: SigmaHQ web rules + ours).")] = None,
+) -> None:
+    """Benchmark: generate a deterministic log and hunt it end to end; print events/s and peak memory."""
+    from marketguard.app.bench import run_bench
+
+    run_bench(lines=lines, workdir=workdir, rule_dirs=rules)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except MarketGuardError as exc:
+        err.print(f"[bold red]marketguard: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)

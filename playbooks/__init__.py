@@ -1,0 +1,1 @@
+"""Response stage: playbooks that turn incidents into tickets and notifications."""
