@@ -13,11 +13,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from correlator.correlation import evaluate
 from correlator.detections import EVIDENCE_FIELDS, Detection
+from correlator.prefilter import candidates
 from correlator.rules import CorrelationRule, DetectionRule, RuleSet
 from marketguard.errors import StoreError
 from marketguard.schema import EVENT_FIELDS
@@ -67,21 +69,28 @@ def run_rules(
     window: MatchWindow,
     *,
     threads: int = 2,
+    prefilter: bool = True,
     on_rule_done: Callable[[str], None] | None = None,
 ) -> EngineResult:
     """Evaluate every rule in ``rules`` over ``window`` of ``store``.
 
-    A rule that fails is recorded in the result and does not stop the others.
+    With ``prefilter`` (the default), rules made of literals are first narrowed to candidate
+    events by one multi-pattern scan per field (:mod:`correlator.prefilter`); the store's query
+    still decides. A rule that fails is recorded in the result and does not stop the others.
     """
     result = EngineResult()
     columns = _columns_for(rules)
     matched: dict[str, pa.Table] = {}
+    cands = _candidates(store, rules, window) if prefilter else {}
 
     def one(rule: DetectionRule) -> tuple[DetectionRule, pa.Table | None, RuleRun]:
         run = RuleRun(rule.id)
         started = time.perf_counter()
         try:
-            table = store.match(rule.query, window, columns)
+            if rule.id in cands and len(cands[rule.id]) == 0:
+                return rule, None, run  # no event holds any of the rule's literals
+            where = window.only(cands[rule.id].tolist()) if rule.id in cands else window
+            table = store.match(rule.query, where, columns)
             run.matches = table.num_rows
         except StoreError as exc:
             table, run.error = None, str(exc)
@@ -103,6 +112,18 @@ def run_rules(
         if on_rule_done:
             on_rule_done(corr.id)
     return result
+
+
+def _candidates(store: Store, rules: RuleSet, window: MatchWindow) -> dict[str, np.ndarray]:
+    needles = {r.id: r.needles for r in rules.detections if r.needles}
+    if not needles:
+        return {}
+    fields = sorted({f for need in needles.values() for f, _ in need})
+    try:
+        return candidates(store.scan(window, fields), needles)
+    except StoreError as exc:
+        log.warning("prefilter scan failed, querying every rule in full: %s", exc)
+        return {}
 
 
 def _event_detections(rule: DetectionRule, table: pa.Table) -> list[Detection]:

@@ -18,6 +18,7 @@ from sigma.correlations import SigmaCorrelationRule, SigmaExtendedCorrelationCon
 from sigma.exceptions import SigmaError
 from sigma.rule import SigmaRule
 
+from correlator.prefilter import Needles, rule_needles
 from correlator.sigma import BACKENDS, WEB_FIELD_MAPPING, marketguard_pipeline
 
 __all__ = ["DetectionRule", "CorrelationRule", "RuleFailure", "RuleSet", "load_rules"]
@@ -51,6 +52,7 @@ class DetectionRule:
     product: str | None = None
     service: str | None = None
     standalone: bool = True  # False when only a correlation rule may alert on it
+    needles: Needles | None = None  # necessary literals for the prefilter (None: always query)
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,19 @@ def _referenced_without_generate(correlations: Sequence[SigmaCorrelationRule]) -
 
 def _add_detection(out: RuleSet, backend: object, rule: SigmaRule, path: Path, hidden: set[str]) -> None:
     try:
-        queries = backend.convert_rule(rule)  # type: ignore[attr-defined]
+        needles = rule_needles(rule)
+    except Exception:  # a condition the prefilter cannot read is simply always queried
+        needles = None
+    # pySigma disables output of rules referenced by a correlation; we still need their query
+    # (whether they alert on their own is ``standalone``).
+    saved, rule._backreferences, rule._output = rule._backreferences, [], True
+    try:
+        try:
+            queries = backend.convert_rule(rule)  # type: ignore[attr-defined]
+        finally:
+            rule._backreferences = saved
+        if not queries:
+            raise ValueError("the backend produced no query")
     except Exception as exc:
         out.failures.append(RuleFailure(str(path), f"cannot compile '{rule.title}': {_reason(exc)}"))
         return
@@ -231,6 +245,7 @@ def _add_detection(out: RuleSet, backend: object, rule: SigmaRule, path: Path, h
             product=ls.product,
             service=ls.service,
             standalone=str(rule.id) not in hidden,
+            needles=needles,
         )
     )
 
@@ -247,8 +262,20 @@ def _add_correlation(out: RuleSet, rule: SigmaCorrelationRule, path: Path) -> No
         out.failures.append(RuleFailure(str(path), f"correlation '{rule.title}': extended (boolean) conditions are not supported yet"))
         return
     cond = rule.condition
+    if isinstance(cond.fieldref, list):
+        out.failures.append(RuleFailure(str(path), f"correlation '{rule.title}': a list of condition fields is not supported yet"))
+        return
+    if rule.type.name.lower() == "value_percentile" and not (0 <= (getattr(cond, "percentile", None) or -1) <= 100):
+        out.failures.append(RuleFailure(str(path), f"correlation '{rule.title}': value_percentile needs a condition percentile between 0 and 100"))
+        return
+    ids: dict[str, str] = {}
+    for ref in rule.rules or []:
+        target = ref.rule  # resolved above
+        ids.update({ref.reference: str(target.id), str(target.id): str(target.id)})
+        if target.name:
+            ids[target.name] = str(target.id)
     aliases = {
-        a.alias: {str(getattr(r, "id", r)): _ecs(f) for r, f in a.mapping.items()}
+        a.alias: {ids.get(getattr(r, "reference", str(r)), str(r)): _ecs(f) for r, f in a.mapping.items()}
         for a in rule.aliases.aliases.values()
     }
     out.correlations.append(

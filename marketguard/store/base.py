@@ -6,7 +6,7 @@ only; :func:`marketguard.store.open_store` is the one place that picks an implem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
@@ -21,10 +21,11 @@ class MatchWindow:
     """Which events a rule query looks at: an ingest-sequence range and/or an event-time range.
 
     Bounds are half-open on the left and closed on the right: ``(after, upto]``.
-    ``None`` means unbounded on that side.
+    ``None`` means unbounded on that side. ``seqs`` restricts the window further to the given
+    ingest sequence numbers (the prefilter's candidates).
     """
 
-    __slots__ = ("seq_after", "seq_upto", "time_after", "time_upto", "dataset")
+    __slots__ = ("seq_after", "seq_upto", "time_after", "time_upto", "dataset", "seqs")
 
     def __init__(
         self,
@@ -34,12 +35,21 @@ class MatchWindow:
         time_after: datetime | None = None,
         time_upto: datetime | None = None,
         dataset: str | None = None,
+        seqs: Sequence[int] | None = None,
     ) -> None:
         self.seq_after = seq_after
         self.seq_upto = seq_upto
         self.time_after = time_after
         self.time_upto = time_upto
         self.dataset = dataset
+        self.seqs = seqs
+
+    def only(self, seqs: Sequence[int]) -> MatchWindow:
+        """The same window restricted to the given ingest sequence numbers."""
+        return MatchWindow(
+            seq_after=self.seq_after, seq_upto=self.seq_upto, time_after=self.time_after,
+            time_upto=self.time_upto, dataset=self.dataset, seqs=seqs,
+        )
 
 
 @runtime_checkable
@@ -80,6 +90,12 @@ class Store(Protocol):
 
     def match(self, query: str, window: MatchWindow, columns: Sequence[str]) -> pa.Table:
         """Return ``columns`` of the events in ``window`` that satisfy a compiled rule query."""
+        ...
+
+    def scan(
+        self, window: MatchWindow, columns: Sequence[str], batch_rows: int = 262_144
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream ``_seq`` and ``columns`` of the events in ``window``, in no particular order."""
         ...
 
     def get_checkpoint(self, name: str) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -198,9 +198,27 @@ class DuckDBStore:
         with self._lock:
             cur = self._con.cursor()
         try:
+            if window.seqs is not None:
+                cur.register("_candidates", pa.table({"seq": pa.array(window.seqs, pa.int64())}))
             return cur.sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise StoreError(f"rule query failed: {exc}") from exc
+        finally:
+            cur.close()
+
+    def scan(
+        self, window: MatchWindow, columns: Sequence[str], batch_rows: int = 262_144
+    ) -> Iterator[pa.RecordBatch]:
+        """Stream ``_seq`` and the columns of the window's events (unordered, bounded memory)."""
+        where, params = _window_sql(window)
+        cols = ", ".join(["_seq", *(quote_ident(c) for c in columns)])
+        with self._lock:
+            cur = self._con.cursor()
+        try:
+            reader = cur.sql(f"SELECT {cols} FROM events WHERE TRUE{where}", params=params)
+            yield from reader.to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise StoreError(f"scan failed: {exc}") from exc
         finally:
             cur.close()
 
@@ -242,4 +260,6 @@ def _window_sql(window: MatchWindow) -> tuple[str, list[Any]]:
         if value is not None:
             parts.append(cond)
             params.append(value)
+    if window.seqs is not None:
+        parts.append("_seq IN (SELECT seq FROM _candidates)")
     return ("".join(f" AND {p}" for p in parts), params)
