@@ -11,7 +11,7 @@ was expected. Both paths produce the same fields; a test holds them to it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import duckdb
@@ -150,7 +150,7 @@ def _fields(line: str) -> _Fields:
 def _to_ecs(f: _Fields, *, source: str, line_no: int, raw: str) -> dict[str, Any]:
     method, target, version = split_request(f.request)
     row: dict[str, Any] = {
-        "@timestamp": f.time.astimezone(timezone.utc),
+        "@timestamp": f.time.astimezone(UTC),
         "event.id": event_id(source, line_no, raw),
         "source.ip": f.host,
         "user.name": None if f.user == "-" else f.user,

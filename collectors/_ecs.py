@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -128,7 +128,7 @@ def finish_table(
     columns: dict[str, pa.Array], n: int, *, source: str, ingested: datetime | None = None
 ) -> pa.Table:
     """Complete parsed columns with the constant fields and nulls, in EVENT_SCHEMA order."""
-    now = ingested or datetime.now(timezone.utc)
+    now = ingested or datetime.now(UTC)
     constants = {
         "event.dataset": constant_strings(DATASET, n),
         "event.ingested": _constant_timestamp(now, n),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -157,7 +157,7 @@ def parse_time(value: Any) -> datetime:
         if not math.isfinite(value):
             raise ValueError("not a finite number")
         scale = next(s for s, limit in ((1e9, 1e17), (1e6, 1e14), (1e3, 1e11), (1, 0)) if abs(value) >= limit)
-        return datetime.fromtimestamp(value / scale, tz=timezone.utc)
+        return datetime.fromtimestamp(value / scale, tz=UTC)
     if not isinstance(value, str):
         raise ValueError("not a string or number")
     text = value.strip()
@@ -165,7 +165,7 @@ def parse_time(value: Any) -> datetime:
         ts = datetime.fromisoformat(text)
     except ValueError:
         ts = datetime.strptime(text, CLF_TIME)
-    return (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+    return (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def _coerce(name: str, value: Any) -> Any:

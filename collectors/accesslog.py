@@ -26,7 +26,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from collectors._combined import FAST_COLUMNS, CombinedRejected, fast_parse, looks_combined, scan_line
+from collectors._combined import (
+    FAST_COLUMNS,
+    CombinedRejected,
+    fast_parse,
+    looks_combined,
+    scan_line,
+)
 from collectors._ecs import finish_table, rows_to_table
 from collectors._jsonlog import JsonRejected, canonical_json, normalise_record
 from collectors._lines import iter_line_batches, peek_lines

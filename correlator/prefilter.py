@@ -17,6 +17,7 @@ seconds for keyword rules over the whole log line). Instead, as IDS engines do:
 
 from __future__ import annotations
 
+import re._parser as _sre  # the stdlib's regex parser, to find a regex's required literals
 from collections.abc import Iterable, Mapping, Sequence
 
 import ahocorasick_rs
@@ -31,7 +32,7 @@ from sigma.conditions import (
     ConditionValueExpression,
 )
 from sigma.rule import SigmaRule
-from sigma.types import SigmaString
+from sigma.types import SigmaRegularExpression, SigmaString
 
 from correlator.sigma.duckdb import KEYWORD_FIELD
 from correlator.sigma.pipeline import WEB_FIELD_MAPPING
@@ -58,15 +59,22 @@ def _literal(value: object) -> str | None:
     return best.lower() if len(best) >= MIN_LITERAL else None
 
 
+def _literals(value: object) -> frozenset[str] | None:
+    if isinstance(value, SigmaRegularExpression):
+        return regex_literals(str(value.regexp))
+    lit = _literal(value)
+    return frozenset({lit}) if lit else None
+
+
 def _need(node: object) -> Needles | None:
     if isinstance(node, ConditionFieldEqualsValueExpression):
-        lit = _literal(node.value)
+        lits = _literals(node.value)
         field = WEB_FIELD_MAPPING.get(node.field, node.field)
-        usable = lit and field in EVENT_FIELDS and field not in UNSELECTIVE_FIELDS
-        return frozenset({(field, lit)}) if usable else None
+        usable = lits and field in EVENT_FIELDS and field not in UNSELECTIVE_FIELDS
+        return frozenset((field, lit) for lit in lits) if usable else None  # type: ignore[union-attr]
     if isinstance(node, ConditionValueExpression):
-        lit = _literal(node.value)
-        return frozenset({(KEYWORD_FIELD, lit)}) if lit else None
+        lits = _literals(node.value)
+        return frozenset((KEYWORD_FIELD, lit) for lit in lits) if lits else None
     if isinstance(node, ConditionOR):
         parts = [_need(a) for a in node.args]
         if any(p is None for p in parts):
@@ -78,6 +86,46 @@ def _need(node: object) -> Needles | None:
     if isinstance(node, ConditionNOT):
         return None
     return None
+
+
+def regex_literals(pattern: str) -> frozenset[str] | None:
+    """Literals of which at least one occurs in every string the regex matches (lower-cased).
+
+    Conservative: optional parts, classes and anything unparsable give no literal.
+    """
+    try:
+        tree = _sre.parse(pattern)
+    except Exception:
+        return None
+    return _seq_literals(list(tree))
+
+
+def _seq_literals(items: list[tuple[object, object]]) -> frozenset[str] | None:
+    options: list[frozenset[str]] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if len(run) >= MIN_LITERAL:
+            options.append(frozenset({"".join(run).lower()}))
+        run.clear()
+
+    for op, av in items:
+        if op is _sre.LITERAL:
+            run.append(chr(av))  # type: ignore[arg-type]
+            continue
+        flush()
+        sub: frozenset[str] | None = None
+        if op is _sre.SUBPATTERN:
+            sub = _seq_literals(list(av[-1]))  # type: ignore[index]
+        elif op is _sre.BRANCH:
+            alts = [_seq_literals(list(a)) for a in av[1]]  # type: ignore[index]
+            sub = frozenset().union(*alts) if alts and all(alts) else None  # type: ignore[arg-type]
+        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:  # type: ignore[index]
+            sub = _seq_literals(list(av[2]))  # type: ignore[index]
+        if sub:
+            options.append(sub)
+    flush()
+    return min(options, key=lambda o: (-min(len(x) for x in o), len(o))) if options else None
 
 
 def _cost(needles: Needles) -> tuple[int, int]:

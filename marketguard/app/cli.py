@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -31,25 +31,25 @@ app.add_typer(config_app, name="config")
 err = Console(stderr=True)
 
 DataDirOpt = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--data-dir", envvar="MARKETGUARD_DATA_DIR", help="Data directory (store, keys, state). Default ./.marketguard"),
 ]
 
 
-class Fmt(str, Enum):
+class Fmt(StrEnum):
     auto = "auto"
     combined = "combined"
     nginx_json = "nginx-json"
     jsonl = "jsonl"
 
 
-class HuntOutput(str, Enum):
+class HuntOutput(StrEnum):
     table = "table"
     jsonl = "jsonl"
     csv = "csv"
 
 
-class CheckOutput(str, Enum):
+class CheckOutput(StrEnum):
     table = "table"
     json = "json"
 
@@ -76,7 +76,7 @@ def hunt(
     fmt: Annotated[Fmt, typer.Option("--format", "-f", help="Input format; auto detects per file.")] = Fmt.auto,
     output: Annotated[HuntOutput, typer.Option("--output", "-o", help="table for people; jsonl or csv (one detection per line) for scripts.")] = HuntOutput.table,
     logsource: Annotated[str, typer.Option("--logsource", help="Sigma logsource category of the input: webserver (inbound API/web logs) or proxy (outbound proxy logs).")] = "webserver",
-    keep_db: Annotated[Optional[Path], typer.Option("--keep-db", help="Keep the parsed events in this DuckDB file instead of memory.")] = None,
+    keep_db: Annotated[Path | None, typer.Option("--keep-db", help="Keep the parsed events in this DuckDB file instead of memory.")] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Hunt through log files offline with Sigma rules.
@@ -135,7 +135,7 @@ def demo(
 def bench(
     lines: Annotated[int, typer.Option(help="Lines of combined-format log to generate and hunt.")] = 1_000_000,
     workdir: Annotated[Path, typer.Option(help="Where the generated log is kept between runs.")] = Path("bench-data"),
-    rules: Annotated[Optional[list[Path]], typer.Option("--rules", help="Rule directories (default: SigmaHQ web rules + ours).")] = None,
+    rules: Annotated[list[Path] | None, typer.Option("--rules", help="Rule directories (default: SigmaHQ web rules + ours).")] = None,
 ) -> None:
     """Benchmark: generate a deterministic log and hunt it end to end; print events/s and peak memory."""
     from marketguard.app.bench import run_bench

@@ -32,14 +32,16 @@ CSV_FIELDS = (
 )
 
 
-def write_jsonl(detections: Sequence[Detection], out: IO[str] = sys.stdout) -> None:
+def write_jsonl(detections: Sequence[Detection], out: IO[str] | None = None) -> None:
     """One JSON object per detection, ECS-style keys."""
+    out = out or sys.stdout
     for d in detections:
         out.write(json.dumps(d.as_record(), default=str, ensure_ascii=False) + "\n")
 
 
-def write_csv(detections: Sequence[Detection], out: IO[str] = sys.stdout) -> None:
+def write_csv(detections: Sequence[Detection], out: IO[str] | None = None) -> None:
     """CSV with a fixed header of the most useful fields."""
+    out = out or sys.stdout
     writer = csv.DictWriter(out, fieldnames=CSV_FIELDS, extrasaction="ignore")
     writer.writeheader()
     for d in detections:

@@ -189,8 +189,15 @@ class DuckDBStore:
         """Run a compiled rule condition (a SQL boolean expression) over the window."""
         where, params = _window_sql(window)
         cols = ", ".join(quote_ident(c) for c in columns)
+        source = "events"
+        if window.seqs is not None:  # fetch the few candidates first, then judge only them
+            source = "(FROM _rows)"
+            rows_sql = f"WITH _rows AS MATERIALIZED (SELECT * FROM events WHERE TRUE{where}) "
+            where, sql_prefix = "", rows_sql
+        else:
+            sql_prefix = ""
         sql = (
-            f"SELECT {cols} FROM events WHERE ({query}){where}"
+            f"{sql_prefix}SELECT {cols} FROM {source} WHERE ({query}){where}"
             f' ORDER BY "@timestamp", "event.id"'
         )
         if limit is not None:

@@ -5,7 +5,7 @@ attack campaigns. Each campaign is a :class:`Campaign` in :data:`CAMPAIGNS`; add
 kind of attack to the demo is adding one function there.
 """
 
-from marketguard.app.scenario.generate import Scenario, generate, write_log
 from marketguard.app.scenario.campaigns import CAMPAIGNS, Campaign
+from marketguard.app.scenario.generate import Scenario, generate, write_log
 
 __all__ = ["CAMPAIGNS", "Campaign", "Scenario", "generate", "write_log"]

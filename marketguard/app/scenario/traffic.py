@@ -60,7 +60,7 @@ def _buyer(rng: random.Random, ts: datetime) -> Request:
     elif roll < 0.74:
         target, method, status = f"/api/v1/orders/{rng.randrange(10**7, 10**8)}", "GET", 200
     elif roll < 0.745:
-        target, method, status = "/api/v1/newsletter?email=buyer{}%40example.com".format(rng.randrange(10**6)), "POST", 201
+        target, method, status = f"/api/v1/newsletter?email=buyer{rng.randrange(10**6)}%40example.com", "POST", 201
     else:
         target, method, status = rng.choice(("/", "/static/app.js", "/static/app.css", "/favicon.ico")), "GET", rng.choice((200, 304))
     ref = "https://shop.example.com/" if rng.random() < 0.6 else "-"
