@@ -1,11 +1,9 @@
-"""Apache/nginx *combined* and *common* log format: a vectorised fast path and a precise fallback.
+"""Apache/nginx *combined* and *common* log format: the precise per-line path.
 
-The fast path runs one DuckDB query over a whole batch: it splits each line on ``"`` and
-spaces with string functions (no regex capture groups, which cost 3-4x more) and checks the
-shape of every piece. Lines it does not accept — escaped quotes, a user name with spaces, a
-binary or non-origin-form request, a trailing extra field of unusual shape — go to
-:func:`scan_line`, a small hand-written scanner that either parses them or says exactly what
-was expected. Both paths produce the same fields; a test holds them to it.
+Most lines are parsed by the vectorised structural parser in ``_fastpath.py``. The lines it does
+not accept — escaped quotes, a user name with spaces, a binary or non-origin-form request, a
+quote-wrapped line of unusual shape — come here: :func:`scan_line`, a small hand-written
+scanner, either parses them into the same fields or says exactly what was expected.
 """
 
 from __future__ import annotations
@@ -19,78 +17,20 @@ import pyarrow as pa
 
 from collectors._ecs import event_id, split_request, url_fields
 
-__all__ = ["FAST_SQL", "FAST_COLUMNS", "CombinedRejected", "scan_line", "looks_combined", "fast_parse", "CLF_TIME"]
+__all__ = ["CLF_TIME", "CombinedRejected", "event_ids", "looks_combined", "scan_line"]
 
 CLF_TIME = "%d/%b/%Y:%H:%M:%S %z"
-_DIGITS = "0123456789"
-_METHOD_RE = "[A-Za-z][A-Za-z0-9_.-]{0,31}"
 
-# Input relation ``batch(line_no BIGINT, raw VARCHAR, line VARCHAR)``; $1 = source.
-# ``line`` is already pseudonymised; ``raw`` only feeds the event id.
-FAST_SQL = rf"""
-WITH s AS (
-  SELECT line_no, raw, line,
-         CASE WHEN length(line) >= 2 AND starts_with(line, '"') AND ends_with(line, '"')
-              THEN line[2:-2] ELSE line END AS l
-  FROM batch
-), q AS (
-  SELECT *, string_split(l, '"') AS q FROM s
-), f AS (
-  SELECT *, len(q) AS nq, string_split(q[1], ' ') AS h, string_split(q[2], ' ') AS r,
-         string_split(q[3], ' ') AS sb
-  FROM q
-), g AS (
-  SELECT *, try_strptime(substr(h[4], 2) || ' ' || rtrim(h[5], ']'), '{CLF_TIME}') AS ts,
-         CASE WHEN sb[3] = '-' THEN 0::BIGINT ELSE try_cast(sb[3] AS BIGINT) END AS nbytes,
-         split_part(r[2], '?', 1) AS path,
-         string_split(string_split(r[2], '?')[1], '/')[-1] AS seg
-  FROM f
-)
-SELECT
-  ts AS "@timestamp",
-  md5($1 || chr(31) || line_no::VARCHAR || chr(31) || raw) AS "event.id",
-  h[1] AS "source.ip",
-  nullif(h[3], '-') AS "user.name",
-  CASE WHEN nq = 7 THEN nullif(q[6], '-') END AS "user_agent.original",
-  r[1] AS "http.request.method",
-  CASE WHEN nq = 7 THEN nullif(q[4], '-') END AS "http.request.referrer",
-  substr(r[3], 6) AS "http.version",
-  try_cast(sb[2] AS INTEGER) AS "http.response.status_code",
-  nbytes AS "http.response.body.bytes",
-  r[2] AS "url.original",
-  path AS "url.path",
-  CASE WHEN strpos(r[2], '?') > 0 THEN nullif(substr(r[2], strpos(r[2], '?') + 1), '') END
-    AS "url.query",
-  CASE WHEN strpos(seg, '.') > 0 THEN nullif(lower(string_split(seg, '.')[-1]), '') END
-    AS "url.extension",
-  coalesce(
-    ((nq = 7 AND q[5] = ' ' AND (q[7] = '' OR starts_with(q[7], ' ')) AND len(sb) = 4
-      AND sb[4] = '') OR (nq = 3 AND len(sb) >= 3))
-    AND NOT contains(l, '\"')
-    AND len(h) = 6 AND h[6] = '' AND h[1] <> '' AND starts_with(h[4], '[')
-    AND ends_with(h[5], ']') AND ts IS NOT NULL
-    AND sb[1] = '' AND length(sb[2]) = 3 AND ltrim(sb[2], '{_DIGITS}') = ''
-    AND sb[3] <> '' AND (sb[3] = '-' OR ltrim(sb[3], '{_DIGITS}') = '') AND nbytes IS NOT NULL
-    AND len(r) = 3 AND starts_with(r[3], 'HTTP/') AND starts_with(r[2], '/')
-    AND regexp_full_match(r[1], '{_METHOD_RE}')
-    AND NOT regexp_matches(q[2], '[\x00-\x1f\x7f]'),
-    false) AS ok
-FROM g
-"""
-
-FAST_COLUMNS = (
-    "@timestamp", "event.id", "source.ip", "user.name", "user_agent.original",
-    "http.request.method", "http.request.referrer", "http.version",
-    "http.response.status_code", "http.response.body.bytes", "url.original", "url.path",
-    "url.query", "url.extension",
-)  # fmt: skip
+#: Event ids for a batch relation ``batch(line_no BIGINT, raw VARCHAR)``; $1 = source.
+#: Must stay identical to :func:`collectors._ecs.event_id`.
+ID_SQL = "SELECT md5($1 || chr(31) || line_no::VARCHAR || chr(31) || raw) AS id FROM batch"
 
 
-def fast_parse(con: duckdb.DuckDBPyConnection, batch: pa.Table, source: str) -> pa.Table:
-    """Run :data:`FAST_SQL` over ``batch``; returns the ECS columns plus a boolean ``ok``."""
-    con.register("batch", batch)
+def event_ids(con: duckdb.DuckDBPyConnection, line_no: pa.Array, raw: pa.Array, source: str) -> pa.Array:
+    """Deterministic event ids for a whole batch, computed in parallel by DuckDB."""
+    con.register("batch", pa.table({"line_no": line_no, "raw": raw}))
     try:
-        return con.sql(FAST_SQL, params=[source]).to_arrow_table()
+        return con.sql(ID_SQL, params=[source]).to_arrow_table().column("id").combine_chunks()
     finally:
         con.unregister("batch")
 

@@ -31,6 +31,7 @@ __all__ = [
 DATASET = "api.access"
 _METHOD = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_EXTENSION = 15  # bytes; a longer "extension" is not one (and the fast path agrees)
 
 
 def event_id(source: str, line: int, raw: str) -> str:
@@ -95,7 +96,8 @@ def _extension(path: str | None) -> str | None:
     segment = path.rsplit("/", 1)[-1]
     if "." not in segment:
         return None
-    return segment.rsplit(".", 1)[1].lower() or None
+    ext = segment.rsplit(".", 1)[1]
+    return ext.lower() if 0 < len(ext.encode()) <= _MAX_EXTENSION else None
 
 
 def constant_strings(value: str, n: int) -> pa.Array:

@@ -24,16 +24,10 @@ from typing import Literal, Protocol
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from collectors._combined import (
-    FAST_COLUMNS,
-    CombinedRejected,
-    fast_parse,
-    looks_combined,
-    scan_line,
-)
+from collectors._combined import CombinedRejected, event_ids, looks_combined, scan_line
 from collectors._ecs import finish_table, rows_to_table
+from collectors._fastpath import parse_fast
 from collectors._jsonlog import JsonRejected, canonical_json, normalise_record
 from collectors._lines import iter_line_batches, peek_lines
 from collectors.privacy import Pseudonymiser
@@ -203,27 +197,27 @@ def _parse_combined(
         return ParsedBatch(empty_events(), [], 0)
     pseudo = pseudonymiser.column(lines)
     line_no = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
-    out = fast_parse(con, pa.table({"line_no": line_no, "raw": lines, "line": pseudo}), source)
-    columns = {name: out.column(name) for name in FAST_COLUMNS}
-    columns["event.original"] = pseudo
-    columns["log.file.line"] = line_no
-    ok = out.column("ok").combine_chunks()
-    if ok.false_count == 0:
-        return ParsedBatch(finish_table(columns, n, source=source), [], n)
-    columns = {name: pc.filter(col, ok) for name, col in columns.items()}
-    rows, dead = [], []
-    for i in np.flatnonzero(~ok.to_numpy(zero_copy_only=False)):
-        number, text = first_line + int(i), pseudo[int(i)].as_py()
+    rows, columns = parse_fast(pseudo)
+    taken = pa.array(rows)
+    columns["event.id"] = event_ids(con, line_no, lines, source).take(taken)
+    columns["event.original"] = pseudo.take(taken) if len(rows) < n else pseudo
+    columns["log.file.line"] = line_no.take(taken) if len(rows) < n else line_no
+    fast = finish_table(columns, len(rows), source=source)
+    if len(rows) == n:
+        return ParsedBatch(fast, [], n)
+    rest = np.ones(n, dtype=bool)
+    rest[rows] = False
+    slow, dead = [], []
+    for i in np.flatnonzero(rest).tolist():
+        number, text = first_line + i, pseudo[i].as_py()
         try:
-            rows.append(scan_line(text, source=source, line_no=number, raw=lines[int(i)].as_py()))
-            rows[-1]["event.original"], rows[-1]["log.file.line"] = text, number
+            slow.append(scan_line(text, source=source, line_no=number, raw=lines[i].as_py()))
+            slow[-1]["event.original"], slow[-1]["log.file.line"] = text, number
         except CombinedRejected as exc:
             dead.append(DeadLetter(source, number, str(exc), text))
         except Exception as exc:  # the hot path never raises: dead-letter and carry on
             dead.append(_internal_error(source, number, text, exc, pseudonymiser))
-    fast = finish_table(columns, n - ok.false_count, source=source)
-    slow = rows_to_table(rows, source=source)
-    return ParsedBatch(pa.concat_tables([fast, slow]), dead, n)
+    return ParsedBatch(pa.concat_tables([fast, _table(slow, source)]), dead, n)
 
 
 def _parse_json(

@@ -96,14 +96,17 @@ CANDIDATE_PATTERN = "|".join(f"(?:{pattern})" for _, pattern in _KINDS)
 Edits = list[tuple[int, int, str]]
 
 
+_LUHN_SINGLE = bytes.maketrans(b"0123456789", bytes(range(10)))
+_LUHN_DOUBLE = bytes.maketrans(b"0123456789", bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]))
+_NOT_DIGIT = re.compile(r"\D")
+
+
 def luhn_valid(digits: str) -> bool:
     """Return True if the digit string passes the Luhn check used by payment card numbers."""
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        return False
+    raw = digits.encode()
+    total = sum(raw[-1::-2].translate(_LUHN_SINGLE)) + sum(raw[-2::-2].translate(_LUHN_DOUBLE))
     return total % 10 == 0
 
 
@@ -220,7 +223,9 @@ class Pseudonymiser:
 
     def _find_card(self, s: str, edits: Edits) -> None:
         for m in _CARD.finditer(s):
-            digits = re.sub(r"\D", "", m.group().replace("%20", ""))
+            digits = m.group()
+            if not digits.isdigit():
+                digits = _NOT_DIGIT.sub("", digits.replace("%20", ""))
             if luhn_valid(digits):
                 self._add(edits, m.start(), m.end(), "card", digits)
 

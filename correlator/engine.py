@@ -68,7 +68,7 @@ def run_rules(
     rules: RuleSet,
     window: MatchWindow,
     *,
-    threads: int = 2,
+    threads: int = 1,
     prefilter: bool = True,
     on_rule_done: Callable[[str], None] | None = None,
 ) -> EngineResult:
@@ -76,7 +76,9 @@ def run_rules(
 
     With ``prefilter`` (the default), rules made of literals are first narrowed to candidate
     events by one multi-pattern scan per field (:mod:`correlator.prefilter`); the store's query
-    still decides. A rule that fails is recorded in the result and does not stop the others.
+    still decides. ``threads`` > 1 runs rule queries concurrently; DuckDB already uses every
+    core for one query, and on two cores one thread measured faster (7.1 s vs 10.1 s for 110
+    rules over a million events). A rule that fails is recorded and does not stop the others.
     """
     result = EngineResult()
     columns = _columns_for(rules)

@@ -10,6 +10,7 @@ It starts from pySigma's SQLite backend and changes what DuckDB does differently
 * Value-only (keyword) detections, which the SQLite backend refuses, search the original
   log line kept (pseudonymised) in ``event.original``.
 * A field outside the event schema is read from the ``labels`` JSON column.
+* ``not`` treats a null (absent) field as not matching, as a document store does.
 
 The result of a conversion is a boolean expression over the ``events`` table; the store
 adds the time window and the columns it needs.
@@ -135,6 +136,15 @@ class DuckDBBackend(sqliteBackend):
             field=self.escape_and_quote_field(KEYWORD_FIELD),
             regex=self.convert_value_re(cond.value, state),
         )
+
+    def convert_condition_not(self, cond: Any, state: ConversionState) -> Any:
+        """``not x`` holds when x is not true: a null field does not match a filter.
+
+        Plain SQL ``NOT (NULL ILIKE …)`` is NULL, which would silently drop every event whose
+        filtered field is absent (a ``-`` user agent, say), unlike Elasticsearch.
+        """
+        inner = self.convert_condition(cond.args[0], state)
+        return f"({inner}) IS NOT TRUE"
 
     def finalize_query_default(self, rule: Any, query: str, index: int, state: ConversionState) -> Any:
         """Return the bare boolean expression; the store adds table, window and columns."""

@@ -78,6 +78,11 @@ def test_regex_and_not(store, tmp_path):
     assert matching(store, tmp_path, detection) == ["lower"]
 
 
+def test_not_on_an_absent_field_keeps_the_event(store, tmp_path):
+    detection = {"sel": {"url.original|contains": "/x"}, "flt": {"c-useragent|contains": "bot"}, "condition": "sel and not flt"}
+    assert matching(store, tmp_path, detection) == ["labels"]  # its user agent is null
+
+
 def test_fields_outside_the_schema_are_read_from_labels(store, tmp_path):
     assert matching(store, tmp_path, {"sel": {"cs-cookie|startswith": "session="}, "condition": "sel"}) == ["labels"]
 

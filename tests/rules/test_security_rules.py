@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from correlator.correlation import CorrelationHit, evaluate
+from correlator.engine import run_rules
 from correlator.rules import CorrelationRule, DetectionRule, RuleSet, load_rules
 from marketguard.app.scenario.campaigns import CAMPAIGNS, Campaign
 from marketguard.app.scenario.traffic import Request, format_combined, normal_request
@@ -87,7 +88,9 @@ def expand_events(items: Sequence[dict[str, Any]], where: str) -> list[dict[str,
             continue
         extra = set(item) - {"repeat", "every", "first", "event"}
         if extra or "event" not in item:
-            raise ValueError(f"{here}: a repeat block has repeat, every, first and event; got {sorted(item)}")
+            raise ValueError(
+                f"{here}: a repeat block has repeat, every, first and event; got {sorted(item)}"
+            )
         template = item["event"]
         start = _timestamp(template.get("@timestamp", DEFAULT_TIME), here)
         step = _duration(item.get("every", "1s"), here)
@@ -143,7 +146,9 @@ def build_events(events: Sequence[dict[str, Any]], source: str) -> pa.Table:
             event.setdefault("event.original", _combined_line(event, moment))
         event.setdefault("event.dataset", "api.access")
         content = json.dumps({k: str(v) for k, v in sorted(raw.items())}, sort_keys=True)
-        event.setdefault("event.id", hashlib.sha256(f"{source}#{index}#{content}".encode()).hexdigest()[:32])
+        event.setdefault(
+            "event.id", hashlib.sha256(f"{source}#{index}#{content}".encode()).hexdigest()[:32]
+        )
         for name in EVENT_FIELDS:
             columns[name].append(event.get(name))
     return pa.table(columns, schema=EVENT_SCHEMA)
@@ -155,7 +160,13 @@ def _store_with(table: pa.Table) -> DuckDBStore:
     return store
 
 
-_DESCRIBED = ["http.request.method", "url.original", "http.response.status_code", "user_agent.original", "source.ip"]
+_DESCRIBED = [
+    "http.request.method",
+    "url.original",
+    "http.response.status_code",
+    "user_agent.original",
+    "source.ip",
+]
 
 
 def _describe(row: dict[str, Any]) -> str:
@@ -181,7 +192,9 @@ def matched_ids(store: DuckDBStore, rule: DetectionRule) -> set[str]:
     return set(store.match(rule.query, MatchWindow(), ["event.id"]).column("event.id").to_pylist())
 
 
-def correlation_hits(store: DuckDBStore, rules: RuleSet, corr: CorrelationRule) -> list[CorrelationHit]:
+def correlation_hits(
+    store: DuckDBStore, rules: RuleSet, corr: CorrelationRule
+) -> list[CorrelationHit]:
     """Run a correlation's referenced rules over the store and evaluate its windows (as the engine does)."""
     by_id = {r.id: r for r in rules.detections}
     wanted = ["event.id", "@timestamp", *corr.group_by]
@@ -221,7 +234,9 @@ def _load_case(case_file: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 CASE_FILES = sorted(CASE_DIR.glob("*.yml"))
-DETECTION_CASES = [c for c in CASE_FILES if not _has_correlation(RULE_DIR / c.name)] if RULE_DIR.is_dir() else []
+DETECTION_CASES = (
+    [c for c in CASE_FILES if not _has_correlation(RULE_DIR / c.name)] if RULE_DIR.is_dir() else []
+)
 CORRELATION_CASES = [c for c in CASE_FILES if c not in DETECTION_CASES]
 
 
@@ -249,6 +264,14 @@ def test_detection_rule_cases(case_file: Path, security_rules: RuleSet) -> None:
         for i, row in enumerate(neg.to_pylist())
         if row["event.id"] in hits
     ]
+    # The engine (prefilter on, as in production) must find exactly what the query finds.
+    engine = run_rules(store, RuleSet(dets, [], []), MatchWindow())
+    engine_ids = {eid for d in engine.detections for eid in d.event_ids}
+    if engine.errors or engine_ids != hits:
+        problems.append(
+            f"  the engine (with prefilter) disagrees with the rule query: errors={engine.errors},"
+            f" only engine={sorted(engine_ids - hits)}, only query={sorted(hits - engine_ids)}"
+        )
     assert not problems, f"{src} ({', '.join(r.title for r in dets)}):\n" + "\n".join(problems)
 
 
@@ -271,7 +294,34 @@ def test_correlation_rule_cases(case_file: Path, security_rules: RuleSet) -> Non
                 f"  '{corr.title}': negative sequence hit group={dict(hit.group)} value={hit.value}"
                 f" window={hit.window_start.isoformat()}..{hit.window_end.isoformat()}"
             )
+    problems += _engine_problems(pos_store, security_rules, rule_file, cors, expect_hits=True)
+    problems += _engine_problems(neg_store, security_rules, rule_file, cors, expect_hits=False)
     assert not problems, f"{src}:\n" + "\n".join(problems)
+
+
+def _engine_problems(
+    store: DuckDBStore,
+    rules: RuleSet,
+    rule_file: Path,
+    cors: list[CorrelationRule],
+    *,
+    expect_hits: bool,
+) -> list[str]:
+    """The engine end to end: correlations alert (or not), their base rules never alert alone."""
+    dets, _ = _rules_of(rules, rule_file)
+    result = run_rules(store, RuleSet(dets, cors, []), MatchWindow())
+    which = "positive" if expect_hits else "negative"
+    problems = [f"  engine error on the {which} sequence: {result.errors}"] if result.errors else []
+    alone = sorted({d.rule_title for d in result.detections if d.kind == "event"})
+    if alone:
+        problems.append(f"  base rules alerted on their own ({which} sequence): {alone}")
+    for corr in cors:
+        fired = [d for d in result.detections if d.rule_id == corr.id]
+        if bool(fired) != expect_hits:
+            problems.append(
+                f"  engine: '{corr.title}' gave {len(fired)} detections on the {which} sequence"
+            )
+    return problems
 
 
 # -- the pack against the demo scenario ---------------------------------------------------------
@@ -297,9 +347,13 @@ def _normal_traffic(seed: int, count: int, start: datetime, span: timedelta) -> 
     return [normal_request(rng, start + step * i) for i in range(count)]
 
 
-def _alerts(store: DuckDBStore, rules: RuleSet) -> tuple[dict[str, set[str]], dict[str, list[CorrelationHit]]]:
+def _alerts(
+    store: DuckDBStore, rules: RuleSet
+) -> tuple[dict[str, set[str]], dict[str, list[CorrelationHit]]]:
     """Event ids per standalone detection rule, and hits per correlation rule (title -> ...)."""
-    events = {r.title: ids for r in rules.detections if r.standalone and (ids := matched_ids(store, r))}
+    events = {
+        r.title: ids for r in rules.detections if r.standalone and (ids := matched_ids(store, r))
+    }
     hits = {c.title: h for c in rules.correlations if (h := correlation_hits(store, rules, c))}
     return events, hits
 
@@ -313,7 +367,8 @@ def test_normal_marketplace_traffic_raises_no_alert(seed: int, security_rules: R
     events, hits = _alerts(store, security_rules)
     rows = {row["event.id"]: row for row in table.select(["event.id", *_DESCRIBED]).to_pylist()}
     problems = [
-        f"  {title}: {len(ids)} events, e.g. {_describe(rows[sorted(ids)[0]])}" for title, ids in events.items()
+        f"  {title}: {len(ids)} events, e.g. {_describe(rows[sorted(ids)[0]])}"
+        for title, ids in events.items()
     ] + [f"  {title}: {len(h)} hits, e.g. group {dict(h[0].group)}" for title, h in hits.items()]
     assert not problems, f"normal traffic (seed {seed}) raised alerts:\n" + "\n".join(problems)
 
@@ -329,20 +384,28 @@ def test_demo_campaign_is_detected(campaign: Campaign, security_rules: RuleSet) 
     attack = campaign.make(random.Random(3), start)
     background = _normal_traffic(5, 3_000, DEFAULT_TIME, timedelta(minutes=20))
     attack_table = build_events([request_event(r) for r in attack], f"campaign-{campaign.name}")
-    table = pa.concat_tables([attack_table, build_events([request_event(r) for r in background], "background")])
+    table = pa.concat_tables(
+        [attack_table, build_events([request_event(r) for r in background], "background")]
+    )
     store = _store_with(table)
     attack_ids = set(attack_table.column("event.id").to_pylist())
     events, hits = _alerts(store, security_rules)
     if campaign.per_line:
         caught = set().union(*events.values()) if events else set()
         missed = [
-            f"  {_describe(row)}" for row in attack_table.to_pylist() if row["event.id"] not in caught
+            f"  {_describe(row)}"
+            for row in attack_table.to_pylist()
+            if row["event.id"] not in caught
         ]
-        assert not missed, f"campaign {campaign.name}: attack lines no rule caught:\n" + "\n".join(missed)
+        assert not missed, f"campaign {campaign.name}: attack lines no rule caught:\n" + "\n".join(
+            missed
+        )
     else:
         whole = [
             (title, h) for title, hs in hits.items() for h in hs if set(h.event_ids) <= attack_ids
         ]
-        assert whole, f"campaign {campaign.name}: no correlation hit made of its events (hits: {list(hits)})"
+        assert whole, (
+            f"campaign {campaign.name}: no correlation hit made of its events (hits: {list(hits)})"
+        )
     noisy = {title: len(ids - attack_ids) for title, ids in events.items() if ids - attack_ids}
     assert not noisy, f"campaign {campaign.name}: background traffic alerted: {noisy}"
