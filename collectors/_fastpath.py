@@ -32,6 +32,9 @@ for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-":
     _METHOD_CHAR[_c] = True
 _ALPHA = np.zeros(256, dtype=bool)
 _ALPHA[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")] = True
+_TS_DIGITS = [0, 1, 7, 8, 9, 10, 12, 13, 15, 16, 18, 19, 22, 23, 24, 25]
+_TS_PUNCT_COLS = [2, 6, 11, 14, 17, 20]
+_TS_PUNCT = np.frombuffer(b"//::: ", np.uint8)
 _INLINE_MASK = (np.arange(12)[None, :] < np.arange(13)[:, None]).astype(np.uint8)
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
 
@@ -146,18 +149,29 @@ def _head(b: _Batch, s: np.ndarray, q0: np.ndarray) -> dict:
 
 
 def _timestamp(b: _Batch, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Parse 'dd/Mon/yyyy:HH:MM:SS +zzzz' at each position into UTC epoch microseconds."""
-    w = b.window(t, 26).astype(np.int64)
-    d = w - 48
-    digit_cols = [0, 1, 7, 8, 9, 10, 12, 13, 15, 16, 18, 19, 22, 23, 24, 25]
-    ok = ((d[:, digit_cols] >= 0) & (d[:, digit_cols] <= 9)).all(axis=1)
-    for col, ch in ((2, b"/"), (6, b"/"), (11, b":"), (14, b":"), (17, b":"), (20, b" ")):
-        ok &= w[:, col] == ch[0]
+    """Parse 'dd/Mon/yyyy:HH:MM:SS +zzzz' at each position into UTC epoch microseconds.
+
+    Consecutive lines mostly share their second, so only changed texts are computed.
+    """
+    w = b.window(t, 26)
+    if len(w) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, bool)
+    change = np.ones(len(w), dtype=bool)
+    change[1:] = (w[1:] != w[:-1]).any(axis=1)
+    group = np.cumsum(change) - 1
+    micros, ok = _clf_time(w[change])
+    return micros[group], ok[group]
+
+
+def _clf_time(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = w - np.uint8(48)  # wraps below '0', so '<= 9' tests for a digit
+    ok = (d[:, _TS_DIGITS] <= 9).all(axis=1) & (w[:, _TS_PUNCT_COLS] == _TS_PUNCT).all(axis=1)
     ok &= (w[:, 21] == 43) | (w[:, 21] == 45)
-    code = (w[:, 3] << 16) | (w[:, 4] << 8) | w[:, 5]
+    code = (w[:, 3].astype(np.int64) << 16) | (w[:, 4].astype(np.int64) << 8) | w[:, 5]
     idx = np.clip(np.searchsorted(_MONTH_CODES, code), 0, 11)
     ok &= _MONTH_CODES[idx] == code
     month = _MONTH_OF_CODE[idx]
+    d = d.astype(np.int64)
     two = lambda c: d[:, c] * 10 + d[:, c + 1]  # noqa: E731
     day, year, hour, minute, sec = two(0), two(7) * 100 + two(9), two(12), two(15), two(18)
     tzh, tzm = two(22), two(24)

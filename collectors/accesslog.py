@@ -16,7 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -29,7 +31,7 @@ from collectors._combined import CombinedRejected, event_ids, looks_combined, sc
 from collectors._ecs import finish_table, rows_to_table
 from collectors._fastpath import parse_fast
 from collectors._jsonlog import JsonRejected, canonical_json, normalise_record
-from collectors._lines import iter_line_batches, peek_lines
+from collectors._lines import LineBatch, iter_line_batches, peek_lines
 from collectors.privacy import Pseudonymiser
 from marketguard.errors import InputError
 from marketguard.schema import DeadLetter, empty_events
@@ -119,18 +121,34 @@ def _read(
     batch_lines: int, field_map: dict[str, str] | None,
     on_progress: Callable[[int], None] | None,
 ) -> Iterator[ParsedBatch]:  # fmt: skip
-    con = _engine()
-    try:
-        for lb in iter_line_batches(path, batch_lines):
-            batch = parser(
+    def work(lb: LineBatch) -> ParsedBatch:
+        con = _engine()
+        try:
+            return parser(
                 lb.lines, source=source, first_line=lb.first_line,
                 pseudonymiser=pseudonymiser, field_map=field_map, con=con,
             )  # fmt: skip
-            if on_progress is not None:
-                on_progress(lb.bytes_consumed)
-            yield batch
-    finally:
-        con.close()
+        finally:
+            con.close()
+
+    # Two batches in flight: NumPy, Arrow and DuckDB release the GIL, so a second core helps.
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="accesslog") as pool:
+        pending: deque[tuple[LineBatch, Future[ParsedBatch]]] = deque()
+        for lb in iter_line_batches(path, batch_lines):
+            pending.append((lb, pool.submit(work, lb)))
+            if len(pending) > 1:
+                yield _done(*pending.popleft(), on_progress)
+        while pending:
+            yield _done(*pending.popleft(), on_progress)
+
+
+def _done(
+    lb: LineBatch, future: Future[ParsedBatch], on_progress: Callable[[int], None] | None
+) -> ParsedBatch:
+    batch = future.result()
+    if on_progress is not None:
+        on_progress(lb.bytes_consumed)
+    return batch
 
 
 def parse_lines(

@@ -74,6 +74,8 @@ _PHONE_NANP = re.compile(
     r"(?:\((?<![\w.+/%:-]\()\d{3}\) ?|\d(?<![\w.+/%:-]\d)\d{2}-)\d{3}-\d{4}(?![\w-])"
 )
 
+_SEPARATED_CARD = r"\d{4}(?:[ +-]|%20)\d{4}(?:[ +-]|%20)\d{4}|\d{4}(?:[ -]|%20)\d{6}(?:[ -]|%20)\d{5}"
+
 #: Each kind of personal data, in priority order (an earlier kind wins an overlap), with an
 #: RE2 pattern that matches every string in which that kind's finder would change anything.
 _KINDS: tuple[tuple[str, str], ...] = (
@@ -83,7 +85,7 @@ _KINDS: tuple[tuple[str, str], ...] = (
     ("jwt", r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\."),
     ("email", r"[A-Za-z0-9._+-](?:@|%40)[A-Za-z0-9]"),
     ("phone_intl", r"(?:\+|%2[Bb])\d(?:(?:[ ()-]|%20){0,3}\d){7}"),
-    ("card", r"\d{13}|\d{4}(?:[ +-]|%20)\d{4}(?:[ +-]|%20)\d{4}|\d{4}(?:[ -]|%20)\d{6}(?:[ -]|%20)\d{5}"),
+    ("card", r"\d{13}|" + _SEPARATED_CARD),
     ("phone_national", r"\(0\d{1,4}\)|0\d{2,4}(?:[ -]|%20)\d{3}"),
     ("nanp", r"\(\d{3}\) ?\d{3}-\d{4}|\d{3}-\d{3}-\d{4}"),
 )
@@ -154,13 +156,16 @@ class Pseudonymiser:
         if len(idx) == 0:
             return values
         candidates = values.take(pa.array(idx))
-        flags = [
-            (name, pc.match_substring_regex(candidates, pattern).to_numpy(zero_copy_only=False))
+        flags = {
+            name: pc.match_substring_regex(candidates, pattern).to_numpy(zero_copy_only=False)
             for name, pattern in _KINDS
-        ]
+        }
+        skip = _luhn_screen(candidates, flags)
         changed, news = [], []
         for j, old in enumerate(candidates.to_pylist()):
-            new = self._rewrite(old, frozenset(name for name, f in flags if f[j]))
+            if skip[j]:
+                continue
+            new = self._rewrite(old, frozenset(name for name, f in flags.items() if f[j]))
             if new != old:
                 changed.append(idx[j])
                 news.append(new)
@@ -247,6 +252,26 @@ class Pseudonymiser:
             if start < e0 and s0 < end:
                 return
         edits.append((start, end, self.token(kind, value)))
+
+
+def _luhn_screen(candidates: pa.Array, flags: dict[str, np.ndarray]) -> np.ndarray:
+    """Rows whose only candidate is one plain 13+ digit run failing Luhn (an order id, say).
+
+    They are left as they are without running the Python finders.
+    """
+    skip = np.zeros(len(candidates), dtype=bool)
+    only_card = flags["card"] & ~np.any([f for k, f in flags.items() if k != "card"], axis=0)
+    rows = np.flatnonzero(only_card)
+    if len(rows) == 0:
+        return skip
+    sub = candidates.take(pa.array(rows))
+    single = pc.equal(pc.count_substring_regex(sub, r"\d{13,}"), 1)
+    plain = pc.and_(single, pc.invert(pc.match_substring_regex(sub, _SEPARATED_CARD)))
+    runs = pc.struct_field(pc.extract_regex(sub, r"(?P<d>\d{13,})"), [0]).to_pylist()
+    for j, (is_plain, run) in enumerate(zip(plain.to_pylist(), runs)):
+        if is_plain and run is not None and (len(run) > 19 or not luhn_valid(run)):
+            skip[rows[j]] = True
+    return skip
 
 
 def _trim_phone(span: str) -> tuple[str, str] | None:
