@@ -268,7 +268,7 @@ def _luhn_screen(candidates: pa.Array, flags: dict[str, np.ndarray]) -> np.ndarr
     single = pc.equal(pc.count_substring_regex(sub, r"\d{13,}"), 1)
     plain = pc.and_(single, pc.invert(pc.match_substring_regex(sub, _SEPARATED_CARD)))
     runs = pc.struct_field(pc.extract_regex(sub, r"(?P<d>\d{13,})"), [0]).to_pylist()
-    for j, (is_plain, run) in enumerate(zip(plain.to_pylist(), runs)):
+    for j, (is_plain, run) in enumerate(zip(plain.to_pylist(), runs, strict=True)):
         if is_plain and run is not None and (len(run) > 19 or not luhn_valid(run)):
             skip[rows[j]] = True
     return skip
