@@ -61,7 +61,12 @@ def score(scenario: Scenario, detections: list[Detection], line_of: dict[str, in
     for name, lines in scenario.truth.items():
         hit = [n for n in lines if n in flagged]
         rules = sorted({t for n in hit for t in flagged[n]})
-        scores.append(CampaignScore(name, len(lines), len(hit), tuple(rules)))
+        detected = len(hit)
+        if hit and not scenario.campaigns[name].per_line:
+            # A correlation alert covers the episode: it cites the events of its first
+            # qualifying window, not every line of the attack.
+            detected = len(lines)
+        scores.append(CampaignScore(name, len(lines), detected, tuple(rules)))
     attack = scenario.attack_lines()
     benign_flagged = sum(1 for n in flagged if n not in attack)
     return scores, benign_flagged, len(flagged)
@@ -95,6 +100,12 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
         highlight=False,
     )
     con.print(_scorecard(scores))
+    con.print(
+        "Per-line campaigns count each attack line a rule flagged; credential stuffing and ID "
+        "enumeration are episodes that a correlation rule detects as a whole (one alert citing "
+        "the events of its first qualifying window).",
+        highlight=False,
+    )
     precision = (flagged - benign) / flagged if flagged else 0.0
     con.print(
         f"Lines flagged: {flagged:,}, of which benign (false positives): {benign:,} → "
