@@ -8,6 +8,7 @@ scanner, either parses them into the same fields or says exactly what was expect
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +27,9 @@ CLF_TIME = "%d/%b/%Y:%H:%M:%S %z"
 ID_SQL = "SELECT md5($1 || chr(31) || line_no::VARCHAR || chr(31) || raw) AS id FROM batch"
 
 
-def event_ids(con: duckdb.DuckDBPyConnection, line_no: pa.Array, raw: pa.Array, source: str) -> pa.Array:
+def event_ids(
+    con: duckdb.DuckDBPyConnection, line_no: pa.Array, raw: pa.Array, source: str
+) -> pa.Array:
     """Deterministic event ids for a whole batch, computed in parallel by DuckDB."""
     con.register("batch", pa.table({"line_no": line_no, "raw": raw}))
     try:
@@ -49,6 +52,7 @@ class _Fields:
     nbytes: int
     referrer: str | None
     agent: str | None
+    warning: str | None = None
 
 
 def scan_line(line: str, *, source: str, line_no: int, raw: str) -> dict[str, Any]:
@@ -102,6 +106,8 @@ def _to_ecs(f: _Fields, *, source: str, line_no: int, raw: str) -> dict[str, Any
         "http.response.body.bytes": f.nbytes,
     }
     row.update(url_fields(target))
+    if f.warning:
+        row["labels"] = json.dumps({"log.parse_warning": f.warning})
     return row
 
 
@@ -121,14 +127,20 @@ def _scan(s: str) -> _Fields:
     request, pos = _quoted(s, close_ts + 1, "request")
     status, pos = _number(s, pos, "status code")
     nbytes, pos = _number(s, pos, "byte count")
-    referrer = agent = None
+    referrer = agent = warning = None
     if pos < len(s) and s.startswith(' "', pos):
         ref, pos = _quoted(s, pos, "referrer")
-        ua, pos = _quoted(s, pos, "user-agent")
+        try:
+            ua, pos = _quoted(s, pos, "user-agent")
+        except CombinedRejected:
+            if not s.startswith(' "', pos) or s.find('"', pos + 2) >= 0:
+                raise
+            # The last field lost its closing quote (a line cut short): keep what is there.
+            ua, pos, warning = s[pos + 2 :], len(s), "user-agent field not closed (truncated line?)"
         referrer, agent = (None if ref == "-" else ref), (None if ua == "-" else ua)
     if pos < len(s) and s[pos] != " ":
-        raise CombinedRejected(f"unexpected text {s[pos:pos + 20]!r} after the last field")
-    return _Fields(host, user, time, request, status, nbytes, referrer, agent)
+        raise CombinedRejected(f"unexpected text {s[pos : pos + 20]!r} after the last field")
+    return _Fields(host, user, time, request, status, nbytes, referrer, agent, warning)
 
 
 def _word(s: str, pos: int, what: str) -> tuple[str, int]:

@@ -104,7 +104,9 @@ def constant_strings(value: str, n: int) -> pa.Array:
     """An n-row string array holding ``value`` in every row, built without Python objects."""
     data = value.encode()
     offsets = np.arange(n + 1, dtype=np.int32) * len(data)
-    return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)])
+    return pa.Array.from_buffers(
+        pa.string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(data * n)]
+    )
 
 
 def _constant_timestamp(ts: datetime, n: int) -> pa.Array:

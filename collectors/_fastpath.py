@@ -7,12 +7,14 @@ offsets (``sliding_window_view`` rows, no per-line Python). Fields come out as A
 *views* into the batch's own buffer, so nothing is copied until the final cast.
 
 Any line whose skeleton is not exactly as expected — escaped quotes, a user name with spaces,
-a very long head, a control character or a space in the request target, a non-origin-form
-target — is simply not accepted here; the caller sends it to the per-line scanner in
+a very long head, a control character, a non-origin-form target, a line within 64 bytes of the
+end of a large buffer — is simply not accepted here; the caller sends it to the per-line scanner in
 ``_combined.py``, which parses it or says why not. A test checks both paths agree.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -21,12 +23,15 @@ import pyarrow.compute as pc
 __all__ = ["parse_fast"]
 
 _PAD = 64
+_COPY_BELOW = 1 << 20
 _HEAD = 48  # longest "host ident user" accepted here
 _MONTHS = {m: i + 1 for i, m in enumerate(
     [b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec"]
 )}  # fmt: skip
 _MONTH_CODES = np.array(sorted(int.from_bytes(k, "big") for k in _MONTHS), dtype=np.int64)
-_MONTH_OF_CODE = np.array([_MONTHS[int(c).to_bytes(3, "big")] for c in _MONTH_CODES], dtype=np.int64)
+_MONTH_OF_CODE = np.array(
+    [_MONTHS[int(c).to_bytes(3, "big")] for c in _MONTH_CODES], dtype=np.int64
+)
 _METHOD_CHAR = np.zeros(256, dtype=bool)
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-":
     _METHOD_CHAR[_c] = True
@@ -40,7 +45,11 @@ _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], d
 
 
 class _Batch:
-    """Byte buffer of a batch of lines plus fixed-width window readers over it."""
+    """Byte buffer of a batch of lines plus fixed-width window readers over it.
+
+    Small buffers are copied with zero padding so windows never leave the array; large ones are
+    read in place and the lines within ``_PAD`` bytes of the end are left to the slow path.
+    """
 
     def __init__(self, lines: pa.StringArray) -> None:
         n = len(lines)
@@ -49,27 +58,49 @@ class _Batch:
         self.end = offsets[1:].astype(np.int64)
         self.buffer = lines.buffers()[2] or pa.py_buffer(b"")
         raw = np.frombuffer(self.buffer, np.uint8)
-        self.data = np.zeros(len(raw) + 2 * _PAD, np.uint8)
-        self.data[_PAD : _PAD + len(raw)] = raw  # padded so windows never leave the array
+        self.size = len(raw)
+        if self.size < _COPY_BELOW:
+            self.data = np.zeros(self.size + _PAD, np.uint8)
+            self.data[: self.size] = raw
+            self.safe = np.ones(n, dtype=bool)
+        else:
+            self.data = raw
+            self.safe = self.end + _PAD <= self.size
+        # the byte range these lines occupy (an array slice shares a bigger buffer)
+        self.lo, self.hi = (int(self.start[0]), int(self.end[-1])) if n else (0, 0)
+        self.scratch = np.empty(self.hi - self.lo, dtype=bool)
         self._windows: dict[int, np.ndarray] = {}
 
+    def find(self, byte: int, *, less: bool = False) -> np.ndarray:
+        """Positions of every byte equal to (or, with ``less``, below) ``byte`` in these lines."""
+        compare = np.less if less else np.equal
+        compare(self.data[self.lo : self.hi], byte, out=self.scratch)
+        return np.flatnonzero(self.scratch) + self.lo
+
+    def lines_with(self, pos: np.ndarray) -> np.ndarray:
+        """Per line, whether any of the given buffer positions falls inside it."""
+        line = np.searchsorted(self.end, pos, side="right")
+        return np.bincount(line, minlength=len(self.end) + 1)[: len(self.end)] > 0
+
     def at(self, pos: np.ndarray) -> np.ndarray:
-        """Byte at absolute positions (0 where out of range)."""
-        return self.data[np.clip(pos + _PAD, 0, len(self.data) - 1)]
+        """Byte at absolute positions (clipped to the array)."""
+        return self.data[np.clip(pos, 0, len(self.data) - 1)]
 
     def window(self, pos: np.ndarray, width: int) -> np.ndarray:
         """``width`` bytes starting at each position, one row per position."""
         view = self._windows.get(width)
         if view is None:
-            view = self._windows[width] = np.lib.stride_tricks.sliding_window_view(self.data, width)
-        return view[np.clip(pos + _PAD, 0, len(view) - 1)]
+            data = self.data if len(self.data) >= width else np.zeros(width, np.uint8)
+            view = self._windows[width] = np.lib.stride_tricks.sliding_window_view(data, width)
+        return view[np.clip(pos, 0, len(view) - 1)]
 
 
 def parse_fast(lines: pa.StringArray) -> tuple[np.ndarray, dict[str, pa.Array]]:
     """Parse the lines this path accepts; return their row indices and ECS columns."""
     b = _Batch(lines)
-    s, e = _unwrap(b)
-    q, ok = _quotes(b, s, e)
+    s, e, wrapped = _unwrap(b)
+    q, ok = _quotes(b, s, e, wrapped)
+    ok &= b.safe & ~b.lines_with(_control_bytes(b))
     head = _head(b, s, q[0])
     ok &= head.pop("ok")
     ts, ts_ok = _timestamp(b, q[0] - 28)
@@ -78,47 +109,43 @@ def parse_fast(lines: pa.StringArray) -> tuple[np.ndarray, dict[str, pa.Array]]:
     ok &= req.pop("ok")
     tail = _status_tail(b, q, e)
     ok &= tail.pop("ok")
+    nbytes = tail.pop("_nbytes")
     rows = np.flatnonzero(ok)
     spans = {**head, **req, **tail}
     cols = {
         name: _strings(b, a[rows], z[rows], None if valid is None else valid[rows])
         for name, (a, z, valid) in spans.items()
     }
-    target, version = cols["url.original"], cols["http.version"]
-    good = pc.and_(pc.utf8_is_printable(target), pc.equal(pc.find_substring(target, " "), -1))
-    good = pc.and_(good, pc.utf8_is_printable(version)).to_numpy(zero_copy_only=False)
-    if not good.all():  # rare: redo with only the rows whose target is clean
-        rows = rows[good]
-        cols = {k: v.filter(pa.array(good)) for k, v in cols.items()}
-    cols.update(_url(b, rows, req["url.original"][0][rows], cols["url.original"]))
+    cols.update(_url(b, req["url.original"][0][rows], cols["url.original"]))
     cols["@timestamp"] = pa.array(ts[rows], pa.timestamp("us", tz="UTC"))
-    cols["http.response.status_code"] = pa.array(tail_status(b, q[1][rows]), pa.int32())
-    cols["http.response.body.bytes"] = _bytes(cols.pop("_bytes"))
+    cols["http.response.status_code"] = pa.array(_tail_status(b, q[1][rows]), pa.int32())
+    cols["http.response.body.bytes"] = pa.array(nbytes[rows], pa.int64())
     return rows, cols
 
 
-def _unwrap(b: _Batch) -> tuple[np.ndarray, np.ndarray]:
+def _control_bytes(b: _Batch) -> np.ndarray:
+    """Positions of ASCII control characters (the slow path escapes them)."""
+    return np.concatenate((b.find(32, less=True), b.find(127)))
+
+
+def _unwrap(b: _Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Line bounds without one pair of outer double quotes (a CSV-export artefact)."""
     wrapped = (b.end - b.start >= 2) & (b.at(b.start) == 34) & (b.at(b.end - 1) == 34)
-    return b.start + wrapped, b.end - wrapped
+    return b.start + wrapped, b.end - wrapped, wrapped
 
 
-def _quotes(b: _Batch, s: np.ndarray, e: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+def _quotes(
+    b: _Batch, s: np.ndarray, e: np.ndarray, wrapped: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
     """Positions of the six (combined) or two (common) quotes of each line, and eligibility."""
-    n = len(s)
-    pos = np.flatnonzero(b.data == 34) - _PAD
-    line = np.searchsorted(b.end, pos, side="right")
-    line_c = np.minimum(line, max(n - 1, 0))
-    inside = (line < n) & (pos >= s[line_c]) & (pos < e[line_c])
-    pos, line = pos[inside], line[inside]
-    count = np.bincount(line, minlength=n)
-    escaped = np.bincount(line[b.at(pos - 1) == 92], minlength=n) > 0
-    first = np.concatenate(([0], np.cumsum(count)[:-1])).astype(np.int64)
-    ok = ((count == 6) | (count == 2)) & ~escaped
+    pos = b.find(34)
+    lo = np.searchsorted(pos, b.start) + wrapped  # skip the wrapping quotes themselves
+    hi = np.searchsorted(pos, b.end) - wrapped
+    count = hi - lo
+    ok = ((count == 6) | (count == 2)) & ~b.lines_with(pos[b.at(pos - 1) == 92])
     top = max(len(pos) - 1, 0)
     q = [
-        np.where(count > k, pos[np.minimum(first + k, top)] if len(pos) else -1, -1)
-        for k in range(6)
+        np.where(count > k, pos[np.minimum(lo + k, top)] if len(pos) else -1, -1) for k in range(6)
     ]
     q.append(count)
     return q, ok
@@ -129,13 +156,16 @@ def _first(mask: np.ndarray) -> np.ndarray:
     return np.where(mask.any(axis=1), mask.argmax(axis=1), mask.shape[1])
 
 
-def _head(b: _Batch, s: np.ndarray, q0: np.ndarray) -> dict:
+def _head(b: _Batch, s: np.ndarray, q0: np.ndarray) -> dict[str, Any]:
     """'host ident user [' before the timestamp; spans of host and user."""
-    spaces = b.window(s, _HEAD) == 32
-    cols = np.arange(_HEAD)
-    first = _first(spaces)
-    second = _first(spaces & (cols > first[:, None]))
-    third = _first(spaces & (cols > second[:, None]))
+    found = np.flatnonzero(b.window(s, _HEAD) == 32)  # row-major: row * _HEAD + column
+    row, col = found // _HEAD, found % _HEAD
+    idx = np.searchsorted(row, np.arange(len(s)))
+    first, second, third = (
+        np.where(row[np.minimum(idx + k, len(row) - 1)] == np.arange(len(s)),
+                 col[np.minimum(idx + k, len(row) - 1)], _HEAD) if len(row) else np.full(len(s), _HEAD)
+        for k in (0, 1, 2)
+    )  # fmt: skip
     bracket = q0 - 29  # '[' of a 26-character timestamp followed by '] "'
     ok = (
         (third == bracket - 1 - s) & (first > 0) & (second > first + 1) & (third > second + 1)
@@ -193,7 +223,7 @@ def _days_from_civil(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray:
     return era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
 
 
-def _request(b: _Batch, r0: np.ndarray, r1: np.ndarray) -> dict:
+def _request(b: _Batch, r0: np.ndarray, r1: np.ndarray) -> dict[str, Any]:
     """'METHOD /target HTTP/x' between the first two quotes."""
     mw = b.window(r0, 16)
     m_len = _first(mw == 32)
@@ -216,7 +246,7 @@ def _request(b: _Batch, r0: np.ndarray, r1: np.ndarray) -> dict:
     }
 
 
-def _status_tail(b: _Batch, q: list[np.ndarray], e: np.ndarray) -> dict:
+def _status_tail(b: _Batch, q: list[np.ndarray], e: np.ndarray) -> dict[str, Any]:
     """' 200 1234' after the request, then '"referrer" "agent"' (combined) or the end."""
     q1, count = q[1], q[6]
     w = b.window(q1, 24)
@@ -228,6 +258,10 @@ def _status_tail(b: _Batch, q: list[np.ndarray], e: np.ndarray) -> dict:
     b_dash = (b_len == 1) & (bw[:, 0] == 45)
     ok = (w[:, 1] == 32) & digits.all(axis=1) & (w[:, 5] == 32) & (b_len >= 1) & (b_len < 18)
     ok &= b_digits | b_dash
+    value = np.zeros(len(q1), dtype=np.int64)
+    for j in range(int(b_len[ok].max(initial=0))):
+        value = np.where(j < b_len, value * 10 + (bw[:, j].astype(np.int64) - 48), value)
+    value[b_dash | ~ok] = 0
     combined = count == 6
     ok &= np.where(
         combined,
@@ -237,26 +271,19 @@ def _status_tail(b: _Batch, q: list[np.ndarray], e: np.ndarray) -> dict:
     )  # fmt: skip
     return {
         "ok": ok,
-        "_bytes": (q1 + 6, b_end, None),
+        "_nbytes": value,
         "http.request.referrer": (q[2] + 1, q[3], combined & _not_dash(b, q[2] + 1, q[3])),
         "user_agent.original": (q[4] + 1, q[5], combined & _not_dash(b, q[4] + 1, q[5])),
     }
 
 
-def tail_status(b: _Batch, q1: np.ndarray) -> np.ndarray:
+def _tail_status(b: _Batch, q1: np.ndarray) -> np.ndarray:
     """The 3-digit status code after the request's closing quote."""
     d = b.window(q1 + 2, 3).astype(np.int32) - 48
     return d[:, 0] * 100 + d[:, 1] * 10 + d[:, 2]
 
 
-def _bytes(text: pa.Array) -> pa.Array:
-    """Body bytes: digits, or '-' which Apache's %b writes for zero bytes."""
-    digits = pc.utf8_is_digit(text)
-    clean = pc.if_else(digits, text, "0")
-    return pc.if_else(pc.equal(text, "-"), 0, pc.cast(clean, pa.int64()))
-
-
-def _url(b: _Batch, rows: np.ndarray, t0: np.ndarray, target: pa.Array) -> dict[str, pa.Array]:
+def _url(b: _Batch, t0: np.ndarray, target: pa.Array) -> dict[str, pa.Array]:
     """url.path, url.query and url.extension of origin-form targets."""
     lengths = pc.binary_length(target).to_numpy(zero_copy_only=False).astype(np.int64)
     qpos = pc.find_substring(target, "?").to_numpy(zero_copy_only=False).astype(np.int64)
@@ -285,6 +312,8 @@ def _strings(b: _Batch, start: np.ndarray, stop: np.ndarray, valid: np.ndarray |
     """Arrow strings for byte spans of the batch buffer (built as views, then cast); ``valid``
     False gives null."""
     m = len(start)
+    if valid is not None and not valid.any():
+        return pa.nulls(m, pa.string())
     if valid is not None:
         start, stop = np.where(valid, start, 0), np.where(valid, stop, 0)
     length = np.maximum(stop - start, 0).astype(np.int32)

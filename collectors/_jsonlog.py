@@ -9,6 +9,7 @@ whole.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -70,11 +71,18 @@ def normalise_record(
     line_no: int,
     pseudonymiser: Pseudonymiser,
     field_map: dict[str, str] | None = None,
+    original: str | None = None,
+    scan: bool = True,
 ) -> dict[str, Any]:
-    """Turn one decoded JSON record into an ECS row (field name -> Python value)."""
+    """Turn one decoded JSON record into an ECS row (field name -> Python value).
+
+    ``original`` is the already pseudonymised raw text, if the caller has it. ``scan`` False
+    (the raw text cannot hold personal data, per :func:`collectors.privacy.candidate_mask`)
+    skips scanning string values; secret-named keys and PAN-like numbers are still replaced.
+    """
     if not isinstance(record, dict):
         raise JsonRejected(f"expected a JSON object, got {_json_type(record)}")
-    flat = {k: _private(k, v, pseudonymiser) for k, v in _flatten(record).items()}
+    flat = {k: _private(k, v, pseudonymiser, scan) for k, v in _flatten(record).items()}
     row, labels, times = _map_keys(flat, field_map or {})
     row["@timestamp"] = _event_time(times)
     for name in list(row):
@@ -82,8 +90,10 @@ def normalise_record(
     _request_parts(row)
     row["event.id"] = event_id(source, line_no, raw)
     row["log.file.line"] = line_no
-    original = row.get("event.original")
-    row["event.original"] = original if isinstance(original, str) else pseudonymiser.text(raw)
+    given = row.get("event.original")
+    if not isinstance(given, str):
+        given = original if original is not None else pseudonymiser.text(raw)
+    row["event.original"] = given
     if labels:
         row["labels"] = canonical_json(labels)
     return row
@@ -100,14 +110,21 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _private(key: str, value: Any, p: Pseudonymiser) -> Any:
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEY.fullmatch(key.rsplit(".", 1)[-1]) is not None
+
+
+def _private(key: str, value: Any, p: Pseudonymiser, scan: bool = True) -> Any:
     """Pseudonymise one value: secrets whole, PAN-like numbers, personal data inside strings."""
     if isinstance(value, bool) or value is None:
         return value
-    if _SECRET_KEY.fullmatch(key.rsplit(".", 1)[-1]) and value != "":
+    if _secret_key(key) and value != "":
         return p.token("secret", value if isinstance(value, str) else canonical_json(value))
     if isinstance(value, int) and 13 <= len(str(abs(value))) <= 19 and luhn_valid(str(abs(value))):
         return p.token("card", str(abs(value)))
+    if not scan:
+        return value
     if isinstance(value, str):
         return p.text(value)
     if isinstance(value, list | dict):
@@ -156,7 +173,9 @@ def parse_time(value: Any) -> datetime:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise ValueError("not a finite number")
-        scale = next(s for s, limit in ((1e9, 1e17), (1e6, 1e14), (1e3, 1e11), (1, 0)) if abs(value) >= limit)
+        scale = next(
+            s for s, limit in ((1e9, 1e17), (1e6, 1e14), (1e3, 1e11), (1, 0)) if abs(value) >= limit
+        )
         return datetime.fromtimestamp(value / scale, tz=UTC)
     if not isinstance(value, str):
         raise ValueError("not a string or number")
@@ -216,7 +235,9 @@ def _request_parts(row: dict[str, Any]) -> None:
         try:
             row["event.duration"] = round(float(seconds) * 1e9)
         except (TypeError, ValueError, OverflowError):
-            raise JsonRejected(f"field 'request_time': expected seconds, got {str(seconds)[:40]!r}") from None
+            raise JsonRejected(
+                f"field 'request_time': expected seconds, got {str(seconds)[:40]!r}"
+            ) from None
     parent = row.pop("_traceparent", None)
     if parent is not None and "trace.id" not in row:
         match = _TRACEPARENT.fullmatch(str(parent).strip())

@@ -1,4 +1,4 @@
-"""The API access-log collector: files and HTTP bodies in, ECS ``api.access`` events out.
+r"""The API access-log collector: files and HTTP bodies in, ECS ``api.access`` events out.
 
 Three formats are understood (see :data:`marketguard.types.LogFormat`): Apache/nginx
 *combined* (and *common*) lines, nginx JSON ``log_format`` objects, and ECS-shaped JSON lines.
@@ -6,9 +6,25 @@ Every input line becomes either one event or one :class:`~marketguard.schema.Dea
 saying where and why; nothing is dropped silently. Personal data is pseudonymised before an
 event or a dead letter is built (see :mod:`collectors.privacy`).
 
-Line accounting: a newline ends a line; the empty remainder after a file's final newline is
-not a line. Any real line that is empty or whitespace-only is dead-lettered as
-``"empty line"``. ``lines_read`` counts events plus dead letters.
+Decisions (each has a test):
+
+* Line accounting: ``\n`` ends a line (a ``\r`` before it is dropped, so CRLF and mixed
+  endings read alike); the empty remainder after a file's final newline is not a line, and a
+  last line without a newline is one. Any real line that is empty or whitespace-only —
+  including one in the middle of a file — is dead-lettered as ``"empty line"``.
+  ``lines_read`` always equals events plus dead letters.
+* A line wrapped in one extra pair of double quotes is parsed from its inner text when that
+  parses; ``event.original`` keeps the line as read.
+* A request field that is not ``METHOD TARGET HTTP/x`` (e.g. the raw SOCKS4 bytes 0x04 0x01 a
+  proxy scanner sends) does not reject the line: the rest of it is well-formed and the probe
+  is exactly what detections look for. The event has no method or version, and
+  ``url.original`` holds the request with control bytes escaped as ``\xNN`` — the form
+  Apache >= 2.0.46 itself logs. Field text is otherwise kept as logged (``\"`` stays).
+* ``%b`` logs ``-`` for an empty body, so ``http.response.body.bytes`` is 0 for ``-``;
+  ``-`` in user, referrer or user agent is null.
+* A last (user-agent) field that lost its closing quote — a line cut short — keeps its text
+  and says so in ``labels`` (``log.parse_warning``).
+* Bytes that are not UTF-8 are decoded as ``\xNN`` escapes; no line makes the reader fail.
 """
 
 from __future__ import annotations
@@ -26,20 +42,30 @@ from typing import Literal, Protocol
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from collectors._combined import CombinedRejected, event_ids, looks_combined, scan_line
 from collectors._ecs import finish_table, rows_to_table
 from collectors._fastpath import parse_fast
 from collectors._jsonlog import JsonRejected, canonical_json, normalise_record
 from collectors._lines import LineBatch, iter_line_batches, peek_lines
-from collectors.privacy import Pseudonymiser
+from collectors.privacy import Pseudonymiser, candidate_mask
 from marketguard.errors import InputError
 from marketguard.schema import DeadLetter, empty_events
 from marketguard.types import LogFormat
 
-__all__ = ["ParsedBatch", "detect_format", "read_access_log", "parse_lines", "parse_records", "FORMATS"]
+__all__ = [
+    "ParsedBatch",
+    "detect_format",
+    "read_access_log",
+    "parse_lines",
+    "parse_records",
+    "FORMATS",
+]
 
 log = logging.getLogger(__name__)
+
+_CHUNK = 50_000  # lines per parallel work unit
 
 _NGINX_KEYS = frozenset(
     {"remote_addr", "time_local", "time_iso8601", "request", "body_bytes_sent", "request_uri",
@@ -99,10 +125,13 @@ def read_access_log(
     field_map: dict[str, str] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Iterator[ParsedBatch]:
-    """Read a plain or .gz log file in batches. on_progress(bytes_consumed_so_far_of_the_file) for a progress bar. Raises InputError (with path and reason) if the file can't be opened/read.
+    """Read a plain or .gz log file in batches of at most ``batch_lines`` lines.
 
-    The file is opened (and, for ``"auto"``, its format detected) before this returns, so a
-    missing file fails at the call. ``field_map`` applies to the JSON formats only.
+    ``on_progress(bytes_consumed_so_far_of_the_file)`` is called as each batch is delivered (for
+    a progress bar; compressed bytes for .gz). Raises :class:`InputError` (with path and reason)
+    if the file can't be opened or read; the file is opened — and for ``"auto"`` its format
+    detected — before this returns, so a missing file fails at the call. ``field_map``
+    (``{their_key: ecs_field}``) applies to the JSON formats only.
     """
     path = Path(path)
     source = str(path)
@@ -121,34 +150,41 @@ def _read(
     batch_lines: int, field_map: dict[str, str] | None,
     on_progress: Callable[[int], None] | None,
 ) -> Iterator[ParsedBatch]:  # fmt: skip
-    def work(lb: LineBatch) -> ParsedBatch:
+    def work(lines: pa.StringArray, first_line: int) -> ParsedBatch:
         con = _engine()
         try:
             return parser(
-                lb.lines, source=source, first_line=lb.first_line,
+                lines, source=source, first_line=first_line,
                 pseudonymiser=pseudonymiser, field_map=field_map, con=con,
             )  # fmt: skip
         finally:
             con.close()
 
-    # Two batches in flight: NumPy, Arrow and DuckDB release the GIL, so a second core helps.
+    # Chunks of a batch are parsed on two threads (NumPy, Arrow and DuckDB release the GIL)
+    # while the next batch is being read.
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="accesslog") as pool:
-        pending: deque[tuple[LineBatch, Future[ParsedBatch]]] = deque()
+        pending: deque[tuple[LineBatch, list[Future[ParsedBatch]]]] = deque()
         for lb in iter_line_batches(path, batch_lines):
-            pending.append((lb, pool.submit(work, lb)))
+            chunks = [
+                pool.submit(work, lb.lines.slice(at, _CHUNK), lb.first_line + at)
+                for at in range(0, len(lb.lines), _CHUNK)
+            ]
+            pending.append((lb, chunks))
             if len(pending) > 1:
-                yield _done(*pending.popleft(), on_progress)
+                yield _merge(*pending.popleft(), on_progress)
         while pending:
-            yield _done(*pending.popleft(), on_progress)
+            yield _merge(*pending.popleft(), on_progress)
 
 
-def _done(
-    lb: LineBatch, future: Future[ParsedBatch], on_progress: Callable[[int], None] | None
+def _merge(
+    lb: LineBatch, chunks: list[Future[ParsedBatch]], on_progress: Callable[[int], None] | None
 ) -> ParsedBatch:
-    batch = future.result()
+    parts = [future.result() for future in chunks]
     if on_progress is not None:
         on_progress(lb.bytes_consumed)
-    return batch
+    events = pa.concat_tables([p.events for p in parts]) if parts else empty_events()
+    dead = [d for p in parts for d in p.dead_letters]
+    return ParsedBatch(events, dead, sum(p.lines_read for p in parts))
 
 
 def parse_lines(
@@ -183,10 +219,12 @@ def parse_records(
     first_line: int = 1,
     field_map: dict[str, str] | None = None,
 ) -> ParsedBatch:
-    """Already-decoded JSON values (from an HTTP body). A record that isn't a JSON object, or lacks a usable timestamp, is dead-lettered with its index as `line` and a precise reason.
+    """Parse already-decoded JSON values (from an HTTP body) as access-log records.
 
-    Record ``i`` is numbered ``first_line + i`` (1-based by default); its canonical JSON text
-    stands in for the raw line (event id, ``event.original``, dead letter).
+    A record that isn't a JSON object, or lacks a usable timestamp, is dead-lettered with its
+    index as ``line`` and a precise reason. Record ``i`` is numbered ``first_line + i``
+    (1-based by default); its canonical JSON text stands in for the raw line (event id,
+    ``event.original``, dead letter).
     """
     rows, dead = [], []
     for i, record in enumerate(records):
@@ -195,8 +233,12 @@ def parse_records(
         try:
             rows.append(
                 normalise_record(
-                    record, raw=raw, source=source, line_no=number,
-                    pseudonymiser=pseudonymiser, field_map=field_map,
+                    record,
+                    raw=raw,
+                    source=source,
+                    line_no=number,
+                    pseudonymiser=pseudonymiser,
+                    field_map=field_map,
                 )  # fmt: skip
             )
         except JsonRejected as exc:
@@ -215,11 +257,15 @@ def _parse_combined(
         return ParsedBatch(empty_events(), [], 0)
     pseudo = pseudonymiser.column(lines)
     line_no = pa.array(np.arange(first_line, first_line + n, dtype=np.int64))
-    rows, columns = parse_fast(pseudo)
-    taken = pa.array(rows)
-    columns["event.id"] = event_ids(con, line_no, lines, source).take(taken)
-    columns["event.original"] = pseudo.take(taken) if len(rows) < n else pseudo
-    columns["log.file.line"] = line_no.take(taken) if len(rows) < n else line_no
+    try:
+        rows, columns = parse_fast(pseudo)
+    except Exception:  # a bug here must not lose lines: the per-line path takes them all
+        log.exception("%s:%d: vectorised parser failed; parsing line by line", source, first_line)
+        rows, columns = np.zeros(0, dtype=np.int64), {}
+    pick = _picker(rows)
+    columns["event.id"] = pick(event_ids(con, line_no, lines, source))
+    columns["event.original"] = pick(pseudo)
+    columns["log.file.line"] = pick(line_no)
     fast = finish_table(columns, len(rows), source=source)
     if len(rows) == n:
         return ParsedBatch(fast, [], n)
@@ -238,11 +284,23 @@ def _parse_combined(
     return ParsedBatch(pa.concat_tables([fast, _table(slow, source)]), dead, n)
 
 
+def _picker(rows: np.ndarray) -> Callable[[pa.Array], pa.Array]:
+    """Select ``rows`` from batch-long arrays; zero-copy when they are a prefix (the usual case)."""
+    if len(rows) == 0 or rows[-1] == len(rows) - 1:
+        return lambda arr: arr.slice(0, len(rows))
+    taken = pa.array(rows)
+    return lambda arr: arr.take(taken)
+
+
 def _parse_json(
     lines: pa.StringArray, *, source: str, first_line: int, pseudonymiser: Pseudonymiser,
     field_map: dict[str, str] | None, con: duckdb.DuckDBPyConnection,
 ) -> ParsedBatch:  # fmt: skip
     rows, dead = [], []
+    # JSON escapes (\u0040) can hide personal data from the pre-filter: scan those lines too.
+    escaped = pc.fill_null(pc.match_substring(lines, "\\u"), False).to_numpy(zero_copy_only=False)
+    scan = candidate_mask(lines) | escaped
+    originals = pseudonymiser.column(lines).to_pylist()
     for i, line in enumerate(lines.to_pylist()):
         number = first_line + i
         try:
@@ -251,12 +309,18 @@ def _parse_json(
             record = _loads(line)
             rows.append(
                 normalise_record(
-                    record, raw=line, source=source, line_no=number,
-                    pseudonymiser=pseudonymiser, field_map=field_map,
+                    record,
+                    raw=line,
+                    source=source,
+                    line_no=number,
+                    pseudonymiser=pseudonymiser,
+                    field_map=field_map,
+                    original=originals[i],
+                    scan=bool(scan[i]),
                 )  # fmt: skip
             )
         except JsonRejected as exc:
-            dead.append(DeadLetter(source, number, str(exc), pseudonymiser.text(line)))
+            dead.append(DeadLetter(source, number, str(exc), originals[i]))
         except Exception as exc:  # the hot path never raises: dead-letter and carry on
             dead.append(_internal_error(source, number, line, exc, pseudonymiser))
     return ParsedBatch(_table(rows, source), dead, len(lines))
@@ -284,7 +348,9 @@ def _parser(fmt: str, source: str) -> _Parser:
         return PARSERS[fmt]
     except KeyError:
         valid = ", ".join([*FORMATS, "auto"])
-        raise InputError(f"unknown log format {fmt!r}; expected one of {valid}", source=source) from None
+        raise InputError(
+            f"unknown log format {fmt!r}; expected one of {valid}", source=source
+        ) from None
 
 
 def _table(rows: list[dict[str, object]], source: str) -> pa.Table:
@@ -304,7 +370,9 @@ def _to_arrow(lines: Sequence[str]) -> pa.StringArray:
     try:
         return pa.array(items, type=pa.string())
     except (pa.ArrowInvalid, UnicodeEncodeError):  # lone surrogates from a lenient decode
-        fixed = [s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for s in items]
+        fixed = [
+            s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") for s in items
+        ]
         return pa.array(fixed, type=pa.string())
 
 
