@@ -12,20 +12,21 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from correlator.correlation import evaluate
-from correlator.detections import EVIDENCE_FIELDS, Detection
 from correlator.prefilter import candidates
 from correlator.rules import CorrelationRule, DetectionRule, RuleSet
+from marketguard.detections import EVIDENCE_FIELDS, Detection
 from marketguard.errors import StoreError
 from marketguard.schema import EVENT_FIELDS
 from marketguard.store import MatchWindow, Store
 
-__all__ = ["RuleRun", "EngineResult", "run_rules"]
+__all__ = ["RuleRun", "EngineResult", "run_rules", "correlate", "match_frame", "columns_for", "summarise"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class EngineResult:
 
     detections: list[Detection] = field(default_factory=list)
     runs: dict[str, RuleRun] = field(default_factory=dict)
+    matched: dict[str, pa.Table] = field(default_factory=dict)  # rule id -> matching events
 
     @property
     def errors(self) -> dict[str, str]:
@@ -53,7 +55,7 @@ class EngineResult:
         return {k: r.error for k, r in self.runs.items() if r.error}
 
 
-def _columns_for(rules: RuleSet) -> list[str]:
+def columns_for(rules: RuleSet) -> list[str]:
     cols = list(EVIDENCE_FIELDS)
     for corr in rules.correlations:
         wanted = list(corr.group_by) + ([corr.value_field] if corr.value_field else [])
@@ -70,6 +72,7 @@ def run_rules(
     *,
     threads: int = 1,
     prefilter: bool = True,
+    correlate: bool = True,
     on_rule_done: Callable[[str], None] | None = None,
 ) -> EngineResult:
     """Evaluate every rule in ``rules`` over ``window`` of ``store``.
@@ -81,7 +84,7 @@ def run_rules(
     rules over a million events). A rule that fails is recorded and does not stop the others.
     """
     result = EngineResult()
-    columns = _columns_for(rules)
+    columns = columns_for(rules)
     matched: dict[str, pa.Table] = {}
     cands = _candidates(store, rules, window) if prefilter else {}
 
@@ -109,7 +112,8 @@ def run_rules(
                     result.detections.extend(_event_detections(rule, table))
             if on_rule_done:
                 on_rule_done(rule.id)
-    for corr in rules.correlations:
+    result.matched = matched
+    for corr in rules.correlations if correlate else ():
         result.runs[corr.id] = _run_correlation(corr, matched, result.detections)
         if on_rule_done:
             on_rule_done(corr.id)
@@ -149,46 +153,58 @@ def _event_detections(rule: DetectionRule, table: pa.Table) -> list[Detection]:
     ]
 
 
-def _run_correlation(
-    corr: CorrelationRule, matched: dict[str, pa.Table], out: list[Detection]
-) -> RuleRun:
-    run = RuleRun(corr.id)
-    started = time.perf_counter()
+def match_frame(corr: CorrelationRule, matched: dict[str, pa.Table]) -> pd.DataFrame | None:
+    """The matches of a correlation's referenced rules as one frame with a ``_rule`` column."""
     frames = []
     for rid in corr.rules:
-        if rid in matched:
+        if rid in matched and matched[rid].num_rows:
             frame = matched[rid].to_pandas()
             frame["_rule"] = rid
             frames.append(frame)
-    if frames:
-        try:
-            hits = evaluate(corr, pd.concat(frames, ignore_index=True))
-        except Exception as exc:  # a broken rule must not stop the others
-            run.error = f"{type(exc).__name__}: {exc}"
-            log.error("correlation %s (%s) failed: %s", corr.id, corr.file, exc)
-            hits = []
-        run.matches = len(hits)
-        out.extend(
-            Detection(
-                rule_id=corr.id,
-                rule_title=corr.title,
-                rule_level=corr.level,
-                rule_author=corr.author,
-                rule_license=corr.license,
-                kind=corr.type,
-                timestamp=hit.window_end,
-                event_ids=hit.event_ids,
-                evidence={k: v for k, v in hit.group if k in EVENT_FIELDS},
-                group=hit.group,
-                window_start=hit.window_start,
-                window_end=hit.window_end,
-                value=hit.value,
-                tags=corr.tags,
-            )
-            for hit in hits
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def correlate(
+    corr: CorrelationRule, frame: pd.DataFrame, out: list[Detection], *, since: datetime | None = None
+) -> RuleRun:
+    """Evaluate one correlation over its matches; append its detections to ``out``."""
+    run = RuleRun(corr.id)
+    started = time.perf_counter()
+    try:
+        hits = evaluate(corr, frame, since=since)
+    except Exception as exc:  # a broken rule must not stop the others
+        run.error = f"{type(exc).__name__}: {exc}"
+        log.error("correlation %s (%s) failed: %s", corr.id, corr.file, exc)
+        hits = []
+    run.matches = len(hits)
+    out.extend(
+        Detection(
+            rule_id=corr.id,
+            rule_title=corr.title,
+            rule_level=corr.level,
+            rule_author=corr.author,
+            rule_license=corr.license,
+            kind=corr.type,
+            timestamp=hit.window_end,
+            event_ids=hit.event_ids,
+            evidence={k: v for k, v in hit.group if k in EVENT_FIELDS},
+            group=hit.group,
+            window_start=hit.window_start,
+            window_end=hit.window_end,
+            value=hit.value,
+            tags=corr.tags,
         )
+        for hit in hits
+    )
     run.seconds = time.perf_counter() - started
     return run
+
+
+def _run_correlation(
+    corr: CorrelationRule, matched: dict[str, pa.Table], out: list[Detection]
+) -> RuleRun:
+    frame = match_frame(corr, matched)
+    return correlate(corr, frame, out) if frame is not None else RuleRun(corr.id)
 
 
 def summarise(detections: Sequence[Detection]) -> list[tuple[str, str, str, int]]:

@@ -18,7 +18,10 @@ seconds for keyword rules over the whole log line). Instead, as IDS engines do:
 from __future__ import annotations
 
 import re._parser as _sre  # the stdlib's regex parser, to find a regex's required literals
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
 
 import ahocorasick_rs
 import numpy as np
@@ -91,41 +94,197 @@ def _need(node: object) -> Needles | None:
 def regex_literals(pattern: str) -> frozenset[str] | None:
     """Literals of which at least one occurs in every string the regex matches (lower-cased).
 
-    Conservative: optional parts, classes and anything unparsable give no literal.
+    Small alternations, small character classes (``[;|]``, ``\\d``, ``\\s``) and optional
+    parts are expanded into sets of exact strings, so ``(?:;|%3b)(?:\\s|%20)*(?:id|ls)`` gives
+    ``{';id', ';ls', '; ', ';%20', '%3bid', …}``: either a separator is followed by a space or
+    directly by the command. Anything unparsable gives no literal (``None``).
     """
     try:
         tree = _sre.parse(pattern)
     except Exception:
         return None
-    return _seq_literals(list(tree))
+    try:
+        return _seq(list(tree)).need
+    except RecursionError:
+        return None
 
 
-def _seq_literals(items: list[tuple[object, object]]) -> frozenset[str] | None:
-    options: list[frozenset[str]] = []
-    run: list[str] = []
+#: Most strings one literal set may hold before it is cut short.
+_CAP = 1024
+#: Most characters a class may have to be expanded (``\\d`` and ``\\s`` fit, ``\\w`` doesn't).
+_CLASS_CAP = 16
+_UNKNOWN: frozenset[str] = frozenset({""})
+_EMPTY: frozenset[str] = frozenset({""})
+_CATEGORY_CHARS = {
+    _sre.CATEGORY_DIGIT: "0123456789",
+    _sre.CATEGORY_SPACE: " \t\n\r\f\v",
+}
 
-    def flush() -> None:
-        if len(run) >= MIN_LITERAL:
-            options.append(frozenset({"".join(run).lower()}))
-        run.clear()
 
+class _Lit(NamedTuple):
+    """What a regex node tells about the strings it matches (all lower-cased)."""
+
+    exact: frozenset[str] | None  # it matches exactly one of these strings (None: not finite)
+    first: frozenset[str]  # every match starts with one of these ({''}: unknown)
+    last: frozenset[str]  # every match ends with one of these ({''}: unknown)
+    need: frozenset[str] | None  # every match contains one of these (None: unknown)
+
+
+def _selective(lit: str) -> bool:
+    """Whether a literal is rare enough to scan for: 3+ characters, or two punctuation marks
+    (``;|``, ``{{``, ``'>``), which ordinary requests seldom hold."""
+    return len(lit) >= MIN_LITERAL or (len(lit) == 2 and not any(c.isalnum() for c in lit))
+
+
+def _usable(lits: frozenset[str] | set[str]) -> bool:
+    return bool(lits) and len(lits) <= _CAP and all(_selective(x) for x in lits)
+
+
+def _best(options: list[frozenset[str]]) -> frozenset[str] | None:
+    usable = [o for o in options if _usable(o)]
+    return min(usable, key=lambda o: (-min(len(x) for x in o), len(o))) if usable else None
+
+
+def _product(left: frozenset[str], right: frozenset[str]) -> frozenset[str] | None:
+    """All concatenations, or None when there would be more than :data:`_CAP`."""
+    if len(left) * len(right) > _CAP:
+        return None
+    return frozenset(a + b for a in left for b in right)
+
+
+def _union_lits(parts: list[frozenset[str]]) -> frozenset[str]:
+    out = frozenset().union(*parts)
+    return out if len(out) <= _CAP else _UNKNOWN
+
+
+def _class_chars(items: list[tuple[object, object]]) -> frozenset[str] | None:
+    chars: set[str] = set()
     for op, av in items:
         if op is _sre.LITERAL:
-            run.append(chr(av))  # type: ignore[arg-type]
+            chars.add(chr(av).lower())  # type: ignore[arg-type]
+        elif op is _sre.RANGE and av[1] - av[0] < _CLASS_CAP:  # type: ignore[index,operator]
+            chars.update(chr(c).lower() for c in range(av[0], av[1] + 1))  # type: ignore[index,operator]
+        elif op is _sre.CATEGORY and av in _CATEGORY_CHARS:
+            chars.update(_CATEGORY_CHARS[av])  # type: ignore[index]
+        else:  # NEGATE, \\w, a wide range…
+            return None
+        if len(chars) > _CLASS_CAP:
+            return None
+    return frozenset(chars)
+
+
+def _node(op: object, av: object) -> _Lit:
+    if op is _sre.LITERAL:
+        one = frozenset({chr(av).lower()})  # type: ignore[arg-type]
+        return _Lit(one, one, one, None)
+    if op is _sre.IN:
+        chars = _class_chars(av)  # type: ignore[arg-type]
+        return _Lit(chars, chars, chars, None) if chars else _Lit(None, _UNKNOWN, _UNKNOWN, None)
+    if op in (_sre.AT, _sre.ASSERT, _sre.ASSERT_NOT):  # zero-width
+        return _Lit(_EMPTY, _UNKNOWN, _UNKNOWN, None)
+    if op is _sre.SUBPATTERN:
+        return _seq(list(av[-1]))  # type: ignore[index]
+    if op is getattr(_sre, "ATOMIC_GROUP", None):
+        return _seq(list(av))  # type: ignore[arg-type]
+    if op is _sre.BRANCH:
+        alts = [_seq(list(a)) for a in av[1]]  # type: ignore[index]
+        exacts = [a.exact for a in alts]
+        exact = _union_lits(exacts) if all(e is not None for e in exacts) else None  # type: ignore[misc]
+        needs = [a.need if a.need is not None else (a.exact if a.exact and _usable(a.exact) else None) for a in alts]
+        need = _union_lits(needs) if all(n is not None for n in needs) else None  # type: ignore[misc]
+        return _Lit(
+            None if exact == _UNKNOWN else exact,
+            _union_lits([a.first for a in alts]),
+            _union_lits([a.last for a in alts]),
+            need if need and _usable(need) else None,
+        )
+    return _Lit(None, _UNKNOWN, _UNKNOWN, None)  # ANY, NOT_LITERAL, back-references…
+
+
+class _Run:
+    """Necessary literal sets of a regex sequence, built left to right.
+
+    Invariant: every match of the items seen so far either contains a string of ``closed``, or
+    ends with a string of ``open``. Exact items extend ``open``; an item repeated zero or more
+    times moves ``open`` × its first strings into ``closed`` (a match that repeats it at least
+    once contains one of those) and leaves ``open`` for the matches that skip it. Anything
+    else ends the run: ``closed`` (plus ``open``) is one necessary set, and a new run starts.
+    """
+
+    def __init__(self) -> None:
+        self.options: list[frozenset[str]] = []
+        self.closed: frozenset[str] = frozenset()
+        self.open: frozenset[str] = _EMPTY
+        self.tail: frozenset[str] = _EMPTY
+        self.exact = True
+        self.first: frozenset[str] | None = None
+
+    def _restart(self, option: frozenset[str], open_: frozenset[str]) -> None:
+        if self.first is None:
+            self.first = option if len(option) <= _CAP else _UNKNOWN
+        self.options.append(option)
+        self.closed, self.open, self.exact = frozenset(), open_, False
+
+    def literal(self, strings: frozenset[str]) -> None:
+        if "" in strings:  # what has been seen so far may be all there is
+            self.options.append(self.closed | self.open)
+        tail = _product(self.tail, strings)
+        self.tail = tail if tail is not None else strings
+        grown = _product(self.open, strings)
+        if grown is None:
+            self._restart(self.closed | self.open, strings)
+        else:
+            self.open = grown
+
+    def maybe_more(self, sub: _Lit) -> None:
+        """Zero or more further matches of ``sub``."""
+        self.options.append(self.closed | self.open)
+        self.exact = False
+        add = _product(self.open, sub.first)
+        self.closed = self.closed | (add if add is not None else self.open)
+        self.tail = _union_lits([self.tail, sub.last])
+
+    def opaque(self, sub: _Lit) -> None:
+        """One match of something that is not a small set of strings."""
+        add = _product(self.open, sub.first)
+        self._restart(self.closed | (add if add is not None else self.open), sub.last)
+        self.tail = sub.last
+        if sub.need is not None:
+            self.options.append(sub.need)
+
+    def result(self) -> _Lit:
+        final = self.closed | self.open
+        first = self.first if self.first is not None else (final if len(final) <= _CAP else _UNKNOWN)
+        exact = self.open if self.exact else None
+        return _Lit(exact, first, self.tail, _best([*self.options, final]))
+
+
+def _seq(items: list[tuple[object, object]]) -> _Lit:
+    run = _Run()
+    for op, av in items:
+        if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", None)):
+            low, high, body = av  # type: ignore[misc]
+            sub = _seq(list(body))
+            copies = min(low, 4)
+            for _ in range(copies):
+                if sub.exact is not None:
+                    run.literal(sub.exact)
+                else:
+                    run.opaque(sub)
+            if high > copies and sub.exact is not None and high - copies <= 2:
+                optional = _EMPTY | sub.exact  # x? and x{0,2} stay finite
+                if high - copies == 2:
+                    optional |= _product(sub.exact, sub.exact) or _UNKNOWN
+                run.literal(optional)
+            elif high > copies:
+                run.maybe_more(sub)
             continue
-        flush()
-        sub: frozenset[str] | None = None
-        if op is _sre.SUBPATTERN:
-            sub = _seq_literals(list(av[-1]))  # type: ignore[index]
-        elif op is _sre.BRANCH:
-            alts = [_seq_literals(list(a)) for a in av[1]]  # type: ignore[index]
-            sub = frozenset().union(*alts) if alts and all(alts) else None  # type: ignore[arg-type]
-        elif op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT) and av[0] >= 1:  # type: ignore[index]
-            sub = _seq_literals(list(av[2]))  # type: ignore[index]
-        if sub:
-            options.append(sub)
-    flush()
-    return min(options, key=lambda o: (-min(len(x) for x in o), len(o))) if options else None
+        sub = _node(op, av)
+        if sub.exact is not None:
+            run.literal(sub.exact)
+        else:
+            run.opaque(sub)
+    return run.result()
 
 
 def _cost(needles: Needles) -> tuple[int, int]:
@@ -145,32 +304,69 @@ def rule_needles(rule: SigmaRule) -> Needles | None:
 
 
 def candidates(
-    batches: Iterable[pa.RecordBatch], needles: Mapping[str, Needles]
+    batches: Iterable[pa.RecordBatch], needles: Mapping[str, Needles], *, threads: int = 2
 ) -> dict[str, np.ndarray]:
-    """Scan record batches (``_seq`` plus needle fields) and return rule id -> candidate ``_seq``s."""
+    """Scan record batches (``_seq`` plus needle fields) and return rule id -> candidate ``_seq``s.
+
+    Each (batch, field) pair is one task; ``threads`` of them run at once (lower-casing and
+    the automaton release the GIL), at most two per thread in flight so memory stays bounded.
+    """
     by_field: dict[str, list[str]] = {}
     for need in needles.values():
         for field, lit in need:
             by_field.setdefault(field, [])
             if lit not in by_field[field]:
                 by_field[field].append(lit)
-    automata = {
-        f: ahocorasick_rs.BytesAhoCorasick([lit.encode() for lit in lits]) for f, lits in by_field.items()
-    }
+    automata = {f: _automaton(lits) for f, lits in by_field.items()}
     found: dict[tuple[str, str], list[np.ndarray]] = {}
-    for batch in batches:
-        seqs = batch.column(batch.schema.get_field_index("_seq")).to_numpy(zero_copy_only=False)
-        for field, automaton in automata.items():
-            for idx, rows in _scan(batch.column(batch.schema.get_field_index(field)), automaton):
-                found.setdefault((field, by_field[field][idx]), []).append(seqs[rows])
+
+    def collect(field: str, seqs: np.ndarray, hits: list[tuple[int, np.ndarray]]) -> None:
+        for idx, rows in hits:
+            found.setdefault((field, by_field[field][idx]), []).append(seqs[rows])
+
+    with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="prefilter") as pool:
+        pending: deque[tuple[str, np.ndarray, Future[list[tuple[int, np.ndarray]]]]] = deque()
+        for batch in batches:
+            seqs = batch.column(batch.schema.get_field_index("_seq")).to_numpy(zero_copy_only=False)
+            for field, automaton in automata.items():
+                column = batch.column(batch.schema.get_field_index(field))
+                pending.append((field, seqs, pool.submit(_scan, column, automaton)))
+                while len(pending) > 2 * max(1, threads):
+                    field_, seqs_, future = pending.popleft()
+                    collect(field_, seqs_, future.result())
+        while pending:
+            field_, seqs_, future = pending.popleft()
+            collect(field_, seqs_, future.result())
     return {rid: _union(found, need) for rid, need in needles.items()}
 
 
+def _automaton(lits: Sequence[str]) -> ahocorasick_rs.BytesAhoCorasick:
+    patterns = [lit.encode() for lit in lits]
+    try:  # a DFA scans about twice as fast as the default NFA
+        return ahocorasick_rs.BytesAhoCorasick(patterns, implementation=ahocorasick_rs.Implementation.DFA)
+    except Exception:  # too many states for a DFA: the NFA has no such limit
+        return ahocorasick_rs.BytesAhoCorasick(patterns)
+
+
+def _lower(column: pa.Array) -> pa.Array:
+    """Lower-case a string column the way the needles were (``str.lower``), as a superset.
+
+    ASCII text (the usual case) takes the 20x faster ASCII path. Otherwise Unicode lower-casing
+    applies, and the long s, which RE2's ``(?i)`` folds with 's' but which lower-cases to
+    itself, becomes 's' (Kelvin sign lower-cases to 'k' by itself).
+    """
+    data = column.buffers()[-1]
+    if data is None or len(data) == 0 or int(np.frombuffer(data, dtype=np.uint8).max()) < 0x80:
+        return pc.ascii_lower(column)
+    return pc.replace_substring(pc.utf8_lower(column), "\u017f", "s")
+
+
 def _scan(column: pa.Array, automaton: ahocorasick_rs.BytesAhoCorasick) -> list[tuple[int, np.ndarray]]:
-    lowered = pc.utf8_lower(column)
-    if isinstance(lowered, pa.ChunkedArray):
-        lowered = lowered.combine_chunks()
-    lowered = lowered.cast(pa.large_string()) if lowered.type == pa.string_view() else lowered
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.type == pa.string_view():
+        column = column.cast(pa.large_string())
+    lowered = _lower(column)
     offsets_buf, data_buf = lowered.buffers()[1], lowered.buffers()[2]
     if data_buf is None:
         return []
@@ -184,10 +380,13 @@ def _scan(column: pa.Array, automaton: ahocorasick_rs.BytesAhoCorasick) -> list[
         return []
     arr = np.asarray(hits, dtype=np.int64)
     rows = np.searchsorted(offsets, arr[:, 1] + start, side="right") - 1
-    out = []
-    for idx in np.unique(arr[:, 0]):
-        out.append((int(idx), np.unique(rows[arr[:, 0] == idx])))
-    return out
+    order = np.lexsort((rows, arr[:, 0]))
+    pattern, rows = arr[order, 0], rows[order]
+    cuts = np.flatnonzero(np.diff(pattern)) + 1
+    return [
+        (int(group[0]), np.unique(rowgroup))
+        for group, rowgroup in zip(np.split(pattern, cuts), np.split(rows, cuts), strict=True)
+    ]
 
 
 def _union(found: Mapping[tuple[str, str], Sequence[np.ndarray]], need: Needles) -> np.ndarray:

@@ -40,7 +40,29 @@ class Settings(BaseSettings):
     rules_dirs: list[Path] = Field(
         default_factory=lambda: [Path("rules")], description="Sigma rule directories."
     )
+    logsources: list[str] = Field(
+        default_factory=lambda: ["webserver"],
+        description="Sigma logsource categories of the ingested API logs; rules for other categories "
+        "(e.g. SigmaHQ's outbound 'proxy' rules) are loaded but not run.",
+    )
     batch_size: int = Field(100_000, ge=1, description="Events per store append.")
+
+    # -- service ----------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Address `marketguard serve` binds.")
+    port: int = Field(8080, ge=1, le=65535, description="Port `marketguard serve` binds.")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted request body (after gzip decoding).")
+    ingest_queue_batches: int = Field(64, ge=1, description="Batches waiting for the writer before ingest answers 429.")
+    ingest_retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
+
+    # -- detection engine -------------------------------------------------------------------
+    rule_interval_s: float = Field(1.0, gt=0, description="How often every rule runs.")
+    ingest_delay_s: float = Field(0.0, ge=0, description="Events newer than now minus this wait for the next run.")
+    lookback_s: float = Field(3600.0, ge=0, description="Extra event-time span re-read for correlation windows.")
+
+    # -- alerts and incidents ---------------------------------------------------------------
+    incident_window_s: float = Field(3600.0, gt=0, description="Alerts sharing an entity within this span join one incident.")
+    suppression_window_s: float = Field(600.0, ge=0, description="The same rule and group key does not open a second alert within this span.")
+    escalation_rules: int = Field(3, ge=2, description="Distinct rules agreeing in one incident raise its severity one level.")
 
     @property
     def duckdb_path(self) -> Path:

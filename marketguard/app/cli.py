@@ -143,6 +143,43 @@ def bench(
     run_bench(lines=lines, workdir=workdir, rule_dirs=rules)
 
 
+@app.command()
+def serve(
+    data_dir: DataDirOpt = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1, env MARKETGUARD_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default 8080, env MARKETGUARD_PORT).")] = None,
+    rules: Annotated[list[Path] | None, typer.Option("--rules", help="Rule directories (default: ./rules, env MARKETGUARD_RULES_DIRS).")] = None,
+) -> None:
+    """Run the service: HTTP API (ingest, alerts, incidents, /metrics) and the detection scheduler.
+
+    One process on the embedded DuckDB store; stop it with Ctrl-C or SIGTERM (acknowledged
+    events are already committed; queued ones are flushed before exit).
+    """
+    import uvicorn
+
+    from marketguard.app.api import create_app
+    from marketguard.app.services import build_services
+
+    try:
+        settings = load_settings(data_dir=data_dir, host=host, port=port, rules_dirs=rules)
+        services = build_services(settings)
+    except MarketGuardError as exc:
+        fail(str(exc))
+        raise
+    err.print(f"MarketGuard serving on http://{settings.host}:{settings.port} (data in {settings.data_dir}, "
+              f"{services.rules.loaded} rules, {len(services.rules.failures)} failed)", highlight=False)
+    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_level="info")
+
+
+def _register_subcommands() -> None:
+    from marketguard.app.cli_keys import keys_app
+
+    app.add_typer(keys_app, name="keys")
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -1,25 +1,37 @@
-"""``marketguard demo``: a marketplace scenario through the real pipeline, scored against truth."""
+"""``marketguard demo``: a marketplace scenario through the live service, scored against truth.
+
+The demo starts the real service in-process (HTTP on 127.0.0.1, ingest writer, scheduled
+detection engine, case store on a DuckDB file), sends the scenario's access-log lines over
+HTTP with an ``ingest`` key, waits for the engine to catch up, reads alerts and incidents
+back through the API with an ``analyst`` key, and compares them with the ground truth.
+"""
 
 from __future__ import annotations
 
+import statistics
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.table import Table
 
-from correlator.detections import Detection
-from marketguard.app.hunt import hunt
-from marketguard.app.output import summary_table
+from marketguard.app.localserver import LocalServer
 from marketguard.app.scenario import Scenario, generate, write_log
+from marketguard.app.services import build_services
 from marketguard.config import Settings
 from marketguard.store import MatchWindow, Store
+from marketguard.types import severity_rank
 
-__all__ = ["run_demo", "score", "CampaignScore", "default_rule_dirs"]
+__all__ = ["run_demo", "score", "CampaignScore", "default_rule_dirs", "fetch_all"]
 
 REPO = Path(__file__).resolve().parents[2]
 SIGMAHQ = REPO.parent / "shared" / "corpora" / "sigmahq"
+BATCH_LINES = 2_000
 
 
 @dataclass(frozen=True)
@@ -30,10 +42,11 @@ class CampaignScore:
     lines: int
     detected: int
     rules: tuple[str, ...]
+    latency_s: float | None = None
 
     @property
     def recall(self) -> float:
-        """Share of the campaign's attack lines covered by some detection."""
+        """Share of the campaign's attack lines covered by some alert."""
         return self.detected / self.lines if self.lines else 0.0
 
 
@@ -46,36 +59,94 @@ def default_rule_dirs() -> list[Path]:
 
 
 def _line_of(store: Store) -> dict[str, int]:
-    table = store.query_events(MatchWindow(), columns=["event.id", "log.file.line"])
-    return dict(zip(table.column(0).to_pylist(), table.column(1).to_pylist(), strict=True))
+    """Event id -> scenario line: batches are sent with ``X-Batch-Id: demo-<offset>``."""
+    table = store.query_events(MatchWindow(), columns=["event.id", "log.file.path", "log.file.line"])
+    out = {}
+    for eid, path, line in zip(*(table.column(i).to_pylist() for i in range(3)), strict=True):
+        offset = int(path.rsplit("demo-", 1)[1]) if path and "demo-" in path else 0
+        out[eid] = offset + line
+    return out
 
 
-def score(scenario: Scenario, detections: list[Detection], line_of: dict[str, int]) -> tuple[list[CampaignScore], int, int]:
-    """Per-campaign recall, plus (flagged benign lines, flagged lines) for precision."""
+def score(
+    scenario: Scenario, findings: Iterable[tuple[str, Iterable[str]]], line_of: dict[str, int],
+    found_at: dict[int, float] | None = None, sent_at: dict[int, float] | None = None,
+) -> tuple[list[CampaignScore], int, int]:
+    """Per-campaign recall (and latency), plus (flagged benign lines, flagged lines).
+
+    ``findings`` are (rule title, event ids) pairs; ``found_at``/``sent_at`` map a line to
+    when its alert was stored and when its request was acknowledged (wall clock seconds).
+    """
     flagged: dict[int, set[str]] = {}
-    for d in detections:
-        for eid in d.event_ids:
+    for title, event_ids in findings:
+        for eid in event_ids:
             if eid in line_of:
-                flagged.setdefault(line_of[eid], set()).add(d.rule_title)
+                flagged.setdefault(line_of[eid], set()).add(title)
     scores = []
     for name, lines in scenario.truth.items():
         hit = [n for n in lines if n in flagged]
-        rules = sorted({t for n in hit for t in flagged[n]})
+        rules = tuple(sorted({t for n in hit for t in flagged[n]}))
         detected = len(hit)
         if hit and not scenario.campaigns[name].per_line:
-            # A correlation alert covers the episode: it cites the events of its first
-            # qualifying window, not every line of the attack.
-            detected = len(lines)
-        scores.append(CampaignScore(name, len(lines), detected, tuple(rules)))
+            detected = len(lines)  # a correlation alert covers the episode
+        latency = None
+        if hit and found_at and sent_at:
+            latency = max(0.0, min(found_at[n] for n in hit if n in found_at) - sent_at[hit[0]])
+        scores.append(CampaignScore(name, len(lines), detected, rules, latency))
     attack = scenario.attack_lines()
-    benign_flagged = sum(1 for n in flagged if n not in attack)
-    return scores, benign_flagged, len(flagged)
+    benign = sum(1 for n in flagged if n not in attack)
+    return scores, benign, len(flagged)
+
+
+def fetch_all(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a paginated list endpoint."""
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        query = {"limit": 500, **params, **({"cursor": cursor} if cursor else {})}
+        page = client.get(path, params=query)
+        page.raise_for_status()
+        body = page.json()
+        items.extend(body["items"])
+        cursor = body.get("next_cursor")
+        if not cursor:
+            return items
+
+
+def _send(client: httpx.Client, lines: list[str], con: Console) -> dict[int, float]:
+    sent_at: dict[int, float] = {}
+    for start in range(0, len(lines), BATCH_LINES):
+        chunk = lines[start : start + BATCH_LINES]
+        while True:
+            resp = client.post("/api/v1/logs", params={"format": "combined"}, content="\n".join(chunk),
+                               headers={"Content-Type": "text/plain", "X-Batch-Id": f"demo-{start}"})
+            if resp.status_code != 429:
+                break
+            time.sleep(float(resp.headers.get("Retry-After", "1")))
+        resp.raise_for_status()
+        now = time.time()
+        sent_at.update({n: now for n in range(start + 1, start + len(chunk) + 1)})
+    con.print(f"Sent {len(lines):,} lines over HTTP in {len(range(0, len(lines), BATCH_LINES))} requests.", highlight=False)
+    return sent_at
+
+
+def _wait_for_engine(store: Store, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = (store.get_checkpoint("engine") or {}).get("seq", 0)
+        if done >= store.max_seq():
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the detection engine did not catch up within the timeout")
 
 
 def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console: Console | None = None) -> list[CampaignScore]:
-    """Generate the scenario, hunt it with the real collector, store and rules, print the scorecard."""
+    """Generate the scenario, run it through the live service, print the scorecard."""
     con = console or Console()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (settings.duckdb_path, settings.duckdb_path.with_name(settings.duckdb_path.name + ".wal")):
+        stale.unlink(missing_ok=True)  # the demo starts from an empty store, every time
+    settings = settings.model_copy(update={"rules_dirs": default_rule_dirs(), "rule_interval_s": 0.5})
     scenario = generate(normal, seed=seed)
     log_path = write_log(scenario, settings.data_dir / "scenario-access.log")
     con.rule("[bold]MarketGuard demo")
@@ -83,53 +154,75 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
         f"Scenario: {len(scenario.lines):,} API access-log lines of a marketplace "
         f"({scenario.start:%Y-%m-%d %H:%M}–{scenario.end:%H:%M} UTC): buyers, sellers' integrations, "
         f"search bots, and {len(scenario.truth)} injected attack campaigns "
-        f"({len(scenario.attack_lines())} attack lines).\nLog written to {log_path}",
+        f"({len(scenario.attack_lines())} attack lines). Log: {log_path}",
         highlight=False,
     )
-    db = settings.data_dir / "demo.duckdb"
-    db.unlink(missing_ok=True)
+    services = build_services(settings)
+    ingest_key = services.keys.create("demo-gateway", "ingest")
+    analyst_key = services.keys.create("demo-analyst", "analyst")
     started = time.perf_counter()
-    report, store = hunt([log_path], default_rule_dirs(), settings, fmt="combined", keep_db=db)
+    with LocalServer(services) as server:
+        con.print(f"Service: {server.url} — {services.rules.loaded} Sigma rules "
+                  f"({len(services.rules.detections)} detection, {len(services.rules.correlations)} correlation), "
+                  f"engine every {settings.rule_interval_s}s, store {settings.duckdb_path}", highlight=False)
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ingest_key}"}, timeout=60) as client:
+            sent_at = _send(client, scenario.lines, con)
+        _wait_for_engine(services.store)
+        with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {analyst_key}"}, timeout=60) as client:
+            alerts = fetch_all(client, "/api/v1/alerts")
+            incidents = [i for i in fetch_all(client, "/api/v1/incidents") if i["status"] != "merged"]
+        line_of = _line_of(services.store)
     elapsed = time.perf_counter() - started
-    scores, benign, flagged = score(scenario, report.detections, _line_of(store))
-    store.close()
-    con.print(
-        f"Pipeline: collector → DuckDB store ({db}) → {report.rules.loaded} Sigma rules "
-        f"({len(report.rules.detections)} detection, {len(report.rules.correlations)} correlation) "
-        f"in {elapsed:.1f}s; {report.events:,} events stored, {report.dead_letters} dead-lettered.",
-        highlight=False,
-    )
+    found_at = _found_at(alerts, line_of)
+    scores, benign, flagged = score(scenario, ((a["rule_title"], a["event_ids"]) for a in alerts), line_of, found_at, sent_at)
+    con.print(f"Pipeline: HTTP ingest → DuckDB → scheduled rules → {len(alerts)} alerts in {len(incidents)} incidents, "
+              f"{elapsed:.1f}s end to end.", highlight=False)
     con.print(_scorecard(scores))
-    con.print(
-        "Per-line campaigns count each attack line a rule flagged; credential stuffing and ID "
-        "enumeration are episodes that a correlation rule detects as a whole (one alert citing "
-        "the events of its first qualifying window).",
-        highlight=False,
-    )
+    con.print("Per-line campaigns count each attack line an alert cites; credential stuffing and ID enumeration "
+              "are episodes a correlation rule detects as a whole. Latency: from the request's acknowledgement "
+              "to its alert being stored.", highlight=False)
     precision = (flagged - benign) / flagged if flagged else 0.0
-    con.print(
-        f"Lines flagged: {flagged:,}, of which benign (false positives): {benign:,} → "
-        f"line-level precision {precision:.3f}",
-        highlight=False,
-    )
-    con.print(summary_table(report.detections))
-    con.print("Next: `marketguard hunt YOUR.log --rules rules` to hunt your own logs; "
-              "`marketguard rules check rules` to validate rules.")
+    con.print(f"Lines flagged: {flagged:,}, of which benign (false positives): {benign:,} → precision {precision:.3f}", highlight=False)
+    con.print(_incidents_table(incidents))
+    con.print("Next: `marketguard serve` to run the service; `marketguard keys create --role ingest --name gateway` "
+              "for a key; `marketguard hunt YOUR.log --rules rules` to hunt files offline.")
     return scores
+
+
+def _found_at(alerts: list[dict[str, Any]], line_of: dict[str, int]) -> dict[int, float]:
+    found: dict[int, float] = {}
+    for alert in alerts:
+        created = datetime.fromisoformat(alert["created"]).astimezone(UTC).timestamp()
+        for eid in alert["event_ids"]:
+            if eid in line_of:
+                n = line_of[eid]
+                found[n] = min(found.get(n, created), created)
+    return found
 
 
 def _scorecard(scores: list[CampaignScore]) -> Table:
     table = Table(title="Ground truth: attack campaigns and what caught them")
-    table.add_column("campaign")
-    table.add_column("attack lines", justify="right")
-    table.add_column("detected", justify="right")
-    table.add_column("recall", justify="right")
-    table.add_column("caught by", overflow="fold")
-    total = sum(s.lines for s in scores)
-    found = sum(s.detected for s in scores)
+    for col, just in (("campaign", "left"), ("attack lines", "right"), ("detected", "right"),
+                      ("recall", "right"), ("latency", "right"), ("caught by", "left")):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
     for s in sorted(scores, key=lambda s: s.name):
         style = "green" if s.recall >= 0.95 else ("yellow" if s.recall > 0 else "red")
-        table.add_row(s.name, str(s.lines), str(s.detected), f"[{style}]{s.recall:.2f}[/]", ", ".join(s.rules[:3]))
+        latency = f"{s.latency_s:.2f}s" if s.latency_s is not None else "—"
+        table.add_row(s.name, str(s.lines), str(s.detected), f"[{style}]{s.recall:.2f}[/]", latency, ", ".join(s.rules[:3]))
+    total, found = sum(s.lines for s in scores), sum(s.detected for s in scores)
+    latencies = [s.latency_s for s in scores if s.latency_s is not None]
     table.add_section()
-    table.add_row("all", str(total), str(found), f"{found / total if total else 0:.2f}", "")
+    table.add_row("all", str(total), str(found), f"{found / total if total else 0:.2f}",
+                  f"p50 {statistics.median(latencies):.2f}s" if latencies else "—", "")
+    return table
+
+
+def _incidents_table(incidents: list[dict[str, Any]], limit: int = 12) -> Table:
+    table = Table(title=f"Incidents (top {min(limit, len(incidents))} of {len(incidents)}, most severe first)")
+    for col in ("severity", "type", "title", "alerts", "entities"):
+        table.add_column(col, overflow="fold")
+    ranked = sorted(incidents, key=lambda i: (-severity_rank(i["severity"]), i["first_seen"]))
+    for inc in ranked[:limit]:
+        ents = "; ".join(f"{k}={', '.join(v[:2])}" for k, v in inc["entities"].items() if v)
+        table.add_row(inc["severity"], inc["type"], inc["title"], str(len(inc.get("alert_ids", []))), ents[:80])
     return table

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,6 +40,7 @@ def quote_ident(name: str) -> str:
 
 
 _COLUMNS = ", ".join(quote_ident(n) for n in EVENT_FIELDS)
+_NO_LIMIT = 1 << 62  # a LIMIT that limits nothing: an optimiser barrier
 
 
 class DuckDBStore:
@@ -85,17 +87,20 @@ class DuckDBStore:
         """Append an Arrow table of events; return the number of new events."""
         if events.num_rows == 0:
             return 0
-        batch = events.select(list(EVENT_FIELDS)).cast(EVENT_SCHEMA)
+        batch = events.select(list(EVENT_FIELDS))
+        if batch.schema != EVENT_SCHEMA:
+            batch = batch.cast(EVENT_SCHEMA)
         with self._lock:
             before = self._seq
             try:
                 self._con.execute("BEGIN").fetchall()
                 if self._unique:
                     batch = self._new_only(batch)
-                self._con.register("_incoming", batch)
-                self._con.execute(
-                    f"INSERT INTO events SELECT {_COLUMNS}, {before} + row_number() OVER () FROM _incoming"
-                ).fetchall()
+                # ``_seq`` is numbered here, in Arrow, in the batch's order: a plain columnar
+                # copy, where a window function over the insert measured 40 % slower.
+                seqs = np.arange(before + 1, before + 1 + batch.num_rows, dtype=np.int64)
+                self._con.register("_incoming", batch.append_column("_seq", pa.array(seqs)))
+                self._con.execute(f"INSERT INTO events SELECT {_COLUMNS}, _seq FROM _incoming").fetchall()
                 self._con.execute("COMMIT").fetchall()
             except duckdb.Error as exc:
                 self._con.execute("ROLLBACK").fetchall()
@@ -190,16 +195,13 @@ class DuckDBStore:
         where, params = _window_sql(window)
         cols = ", ".join(quote_ident(c) for c in columns)
         source = "events"
-        if window.seqs is not None:  # fetch the few candidates first, then judge only them
-            source = "(FROM _rows)"
-            rows_sql = f"WITH _rows AS MATERIALIZED (SELECT * FROM events WHERE TRUE{where}) "
-            where, sql_prefix = "", rows_sql
-        else:
-            sql_prefix = ""
-        sql = (
-            f"{sql_prefix}SELECT {cols} FROM {source} WHERE ({query}){where}"
-            f' ORDER BY "@timestamp", "event.id"'
-        )
+        if window.seqs is not None:
+            # Fetch the few candidates first, then judge only them. The LIMIT is a barrier: the
+            # optimiser pushes the rule's filter into the scan of every row otherwise (through
+            # a MATERIALIZED CTE too), which cost 0.1-0.5 s per rule over a million events.
+            source = f"(SELECT * FROM events WHERE TRUE{where} LIMIT {_NO_LIMIT})"
+            where = ""
+        sql = f'SELECT {cols} FROM {source} WHERE ({query}){where} ORDER BY "@timestamp", "event.id"'
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with self._lock:
@@ -234,6 +236,19 @@ class DuckDBStore:
         with self._lock:
             row = self._con.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchall()
         return json.loads(row[0][0]) if row else None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new cursor on the same database, for the sibling DuckDB modules (cases, keys).
+
+        Writes through it should hold :attr:`lock` so that one process has one writer.
+        """
+        with self._lock:
+            return self._con.cursor()
+
+    @property
+    def lock(self) -> threading.RLock:
+        """The store's writer lock."""
+        return self._lock
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run read-only SQL for diagnostics and tests; DuckDB-specific, not part of the protocol."""

@@ -1,4 +1,4 @@
-"""The demo scenario end to end: recall and precision computed from its ground truth."""
+"""The demo end to end through the live service: recall, precision and latency from ground truth."""
 
 from __future__ import annotations
 
@@ -16,4 +16,5 @@ def test_demo_detects_every_campaign_without_false_positives(tmp_path):
     assert missed == {}
     text = console.export_text()
     assert "benign (false positives): 0" in text
-    assert (tmp_path / "demo.duckdb").exists()
+    assert (tmp_path / "marketguard.duckdb").exists()
+    assert "latency" in text

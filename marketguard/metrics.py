@@ -1,0 +1,59 @@
+"""Every Prometheus metric MarketGuard exposes, declared once.
+
+Names follow ``marketguard_<subsystem>_<what>_<unit>``. Modules import the objects they
+update; nothing is patched in from outside. ``REGISTRY`` is the default; tests may pass
+their own registry to :func:`make_metrics`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["Metrics", "make_metrics", "METRICS", "REGISTRY"]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The metric objects of one registry."""
+
+    events_ingested: Counter
+    events_rejected: Counter
+    ingest_lag: Histogram
+    ingest_queue_depth: Gauge
+    ingest_backpressure: Counter
+    rule_eval_seconds: Histogram
+    rule_errors: Counter
+    rules_behind: Gauge
+    rule_last_run: Gauge
+    detection_latency: Histogram
+    alerts: Counter
+    incidents: Counter
+    incidents_open: Gauge
+    dead_letters: Counter
+
+
+def make_metrics(registry: CollectorRegistry) -> Metrics:
+    """Declare every metric on ``registry``."""
+    return Metrics(
+        events_ingested=Counter("marketguard_ingest_events_total", "Events durably stored, by source and dataset.", ["source", "dataset"], registry=registry),
+        events_rejected=Counter("marketguard_ingest_rejected_total", "Input items rejected (dead-lettered), by source and reason.", ["source", "reason"], registry=registry),
+        ingest_lag=Histogram("marketguard_ingest_lag_seconds", "Time from receiving a batch to committing it in the store.", registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)),
+        ingest_queue_depth=Gauge("marketguard_ingest_queue_batches", "Batches waiting for the store writer.", registry=registry),
+        ingest_backpressure=Counter("marketguard_ingest_backpressure_total", "Requests answered 429 because the writer fell behind.", registry=registry),
+        rule_eval_seconds=Histogram("marketguard_rule_evaluation_seconds", "Duration of one rule evaluation.", ["rule_id"], registry=registry, buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10)),
+        rule_errors=Counter("marketguard_rule_errors_total", "Rule evaluations that failed.", ["rule_id"], registry=registry),
+        rules_behind=Gauge("marketguard_rules_behind_schedule", "Rules whose last run ended later than their interval allows.", registry=registry),
+        rule_last_run=Gauge("marketguard_rule_last_run_timestamp_seconds", "When each rule last completed.", ["rule_id"], registry=registry),
+        detection_latency=Histogram("marketguard_detection_latency_seconds", "From an event's ingestion to its alert being stored.", registry=registry, buckets=(0.1, 0.25, 0.5, 1, 2, 3, 5, 10, 30, 60)),
+        alerts=Counter("marketguard_alerts_total", "Alerts opened, by severity.", ["severity"], registry=registry),
+        incidents=Counter("marketguard_incidents_total", "Incidents opened, by severity.", ["severity"], registry=registry),
+        incidents_open=Gauge("marketguard_incidents_open", "Incidents not yet closed, by severity.", ["severity"], registry=registry),
+        dead_letters=Counter("marketguard_dead_letters_total", "Items written to the dead-letter store, by source.", ["source"], registry=registry),
+    )
+
+
+METRICS = make_metrics(REGISTRY)
