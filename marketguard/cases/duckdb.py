@@ -10,10 +10,11 @@ lock: the grouping logic (:func:`marketguard.cases.grouping.plan`) reads through
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -86,7 +87,7 @@ def _ts(value: datetime | None) -> datetime | None:
     return utc(value) if value is not None else None
 
 
-@contextmanager
+@contextlib.contextmanager
 def _registered(cur: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]]) -> Iterator[str]:
     """Expose ``rows`` to SQL under a fresh view name for the duration of the block."""
     name = "_rows_" + uuid.uuid4().hex[:12]
@@ -197,6 +198,7 @@ class DuckDBCaseStore:
     def __init__(self, store: DuckDBStore, settings: Settings, *, metrics: Metrics = METRICS) -> None:
         self._store, self._metrics = store, metrics
         self._policy = GroupingPolicy.from_settings(settings)
+        self._record_lock = threading.Lock()
         with store.lock:
             cur = store.cursor()
             try:
@@ -208,25 +210,29 @@ class DuckDBCaseStore:
 
     # -- writes -----------------------------------------------------------------------------------
     def record(self, detections: Sequence[Detection], *, now: datetime | None = None) -> RecordResult:
-        """Record detections as alerts and incidents in one transaction (idempotent)."""
+        """Record detections as alerts and incidents in one transaction (idempotent).
+
+        Calls are serialised; the store's writer lock is held only while writing, so ingest
+        is not blocked while the grouping logic reads and decides.
+        """
         if not detections:
             return RecordResult()
         now = now or datetime.now(UTC)
-        with self._store.lock:
+        with self._record_lock:
             cur = self._store.cursor()
             try:
                 cur.execute("BEGIN TRANSACTION").fetchall()
                 changes = plan(detections, _View(cur), self._policy, now)
-                self._write(cur, changes, utc(now))
-                cur.execute("COMMIT").fetchall()
+                with self._store.lock:
+                    self._write(cur, changes, utc(now))
+                    cur.execute("COMMIT").fetchall()
+                self._count(cur, changes)
             except BaseException as exc:
-                cur.execute("ROLLBACK").fetchall()
-                cur.close()
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK").fetchall()
                 if isinstance(exc, duckdb.Error):
                     raise StoreError(f"recording {len(detections)} detections failed: {exc}") from exc
                 raise
-            try:
-                self._count(cur, changes)
             finally:
                 cur.close()
         return changes.result()
