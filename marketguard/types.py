@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-__all__ = ["Dataset", "LogFormat", "Severity", "SEVERITY_ORDER", "severity_rank"]
+from pydantic import StringConstraints
+
+__all__ = [
+    "Dataset", "LogFormat", "Severity", "SEVERITY_ORDER", "severity_rank", "Priority", "PRIORITY_ORDER",
+    "TicketStatus", "OPERATOR_QUEUES", "OWNER_QUEUE_PATTERN", "OwnerQueue",
+]
 
 #: Datasets an event can belong to (``event.dataset``).
 Dataset = Literal["api.access", "apm.span", "uptime.probe", "support.ticket"]
@@ -24,3 +29,20 @@ def severity_rank(level: str | None) -> int:
         return SEVERITY_ORDER.index(level)  # type: ignore[arg-type]
     except ValueError:
         return 0
+
+#: Ticket priorities, most urgent first.
+Priority = Literal["P1", "P2", "P3", "P4"]
+
+PRIORITY_ORDER: tuple[Priority, ...] = ("P1", "P2", "P3", "P4")
+
+#: A ticket's workflow states (see :mod:`marketguard.cases.tickets` for the transitions).
+TicketStatus = Literal["new", "acknowledged", "in_progress", "resolved", "closed"]
+
+#: The operator's own queues; sellers' queues are ``seller:<id>``.
+OPERATOR_QUEUES: tuple[str, ...] = ("operator:secops", "operator:sre", "operator:payments", "operator:dpo")
+
+#: Pattern every owner queue matches: an operator queue or ``seller:<id>``.
+OWNER_QUEUE_PATTERN = r"^(operator:(secops|sre|payments|dpo)|seller:[A-Za-z0-9_.-]{1,64})$"
+
+#: An owner queue (validated by pydantic models that use it).
+OwnerQueue = Annotated[str, StringConstraints(pattern=OWNER_QUEUE_PATTERN)]

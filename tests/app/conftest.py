@@ -10,16 +10,11 @@ import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 
-from collectors.privacy import Pseudonymiser
-from correlator.rules import load_rules
 from marketguard.app.api import create_app
-from marketguard.app.ingest import IngestWriter
 from marketguard.app.services import Services, build_services
-from marketguard.auth import open_keys
-from marketguard.config import Settings, load_settings, pseudonymisation_key
+from marketguard.config import Settings, load_settings
 from marketguard.errors import StoreError
 from marketguard.schema import DeadLetter
-from marketguard.store import open_store
 
 
 @pytest.fixture
@@ -30,29 +25,8 @@ def settings(tmp_path: Path) -> Settings:
     return load_settings(data_dir=tmp_path / "data", rules_dirs=[rules], max_body_bytes=64 * 1024)
 
 
-def _cases_ready() -> bool:
-    try:
-        import marketguard.cases.duckdb  # noqa: F401
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("marketguard.cases"):
-            raise
-        return False
-    return True
-
-
 def _build(settings: Settings) -> Services:
-    if _cases_ready():
-        return build_services(settings, with_engine=False)
-    # marketguard.cases is being written in parallel: the same wiring, without cases.
-    store = open_store(settings)
-    return Services(
-        settings=settings,
-        store=store,
-        keys=open_keys(store),
-        pseudonymiser=Pseudonymiser(pseudonymisation_key(settings)),
-        rules=load_rules(settings.rules_dirs, dialect=store.dialect),
-        ingest=IngestWriter(store, settings),
-    )
+    return build_services(settings, with_engine=False)
 
 
 @pytest.fixture
