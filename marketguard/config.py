@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     ingest_queue_batches: int = Field(64, ge=1, description="Batches waiting for the writer before ingest answers 429.")
     ingest_retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
 
+    monitors_file: Path = Field(Path("monitors.yaml"), description="Uptime monitors YAML; relative to data_dir; no file = no monitors.")
+
     # -- detection engine -------------------------------------------------------------------
     rule_interval_s: float = Field(1.0, gt=0, description="How often every rule runs.")
     ingest_delay_s: float = Field(0.0, ge=0, description="Events newer than now minus this wait for the next run.")
@@ -68,6 +70,11 @@ class Settings(BaseSettings):
     def duckdb_path(self) -> Path:
         """Absolute path of the DuckDB file."""
         return self.data_dir / self.duckdb_file
+
+    @property
+    def monitors_path(self) -> Path:
+        """Absolute path of the uptime monitors file."""
+        return self.monitors_file if self.monitors_file.is_absolute() else self.data_dir / self.monitors_file
 
     def masked(self) -> dict[str, Any]:
         """Return the settings as plain data with every secret masked."""

@@ -34,6 +34,16 @@ class Metrics:
     incidents: Counter
     incidents_open: Gauge
     dead_letters: Counter
+    spans_received: Counter
+    spans_rejected: Counter
+    probe_success: Gauge
+    probe_duration: Gauge
+    tls_cert_expiry: Gauge
+    probes: Counter
+    notifications: Counter
+    playbook_steps: Counter
+    containment_actions: Counter
+    gdpr_reminders: Counter
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -53,6 +63,16 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         incidents=Counter("marketguard_incidents_total", "Incidents opened, by severity.", ["severity"], registry=registry),
         incidents_open=Gauge("marketguard_incidents_open", "Incidents not yet closed, by severity.", ["severity"], registry=registry),
         dead_letters=Counter("marketguard_dead_letters_total", "Items written to the dead-letter store, by source.", ["source"], registry=registry),
+        spans_received=Counter("marketguard_otlp_spans_received_total", "Spans received on /v1/traces, by sender.", ["sender"], registry=registry),
+        spans_rejected=Counter("marketguard_otlp_spans_rejected_total", "Spans rejected (partial success, dead-lettered), by reason.", ["reason"], registry=registry),
+        probe_success=Gauge("marketguard_probe_success", "1 if the monitor's last probe succeeded, else 0.", ["monitor"], registry=registry),
+        probe_duration=Gauge("marketguard_probe_duration_seconds", "Duration of the monitor's last probe.", ["monitor"], registry=registry),
+        tls_cert_expiry=Gauge("marketguard_tls_cert_expiry_seconds", "Seconds until the monitor's TLS certificate expires (negative once expired), at the last probe.", ["monitor"], registry=registry),
+        probes=Counter("marketguard_probes_total", "Probes run, by monitor and status (up/down).", ["monitor", "status"], registry=registry),
+        notifications=Counter("marketguard_notifier_deliveries_total", "Notification deliveries after retries, by notifier and outcome (delivered, failed).", ["notifier", "outcome"], registry=registry),
+        playbook_steps=Counter("marketguard_playbook_steps_total", "Playbook steps run, by step kind and outcome (done, failed).", ["kind", "outcome"], registry=registry),
+        containment_actions=Counter("marketguard_containment_actions_total", "Containment actions, by action and status reached (pending, approved, rejected, executed, failed).", ["action", "status"], registry=registry),
+        gdpr_reminders=Counter("marketguard_gdpr_reminders_total", "GDPR Article 33 reminders raised.", registry=registry),
     )
 
 

@@ -162,6 +162,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1, env MARKETGUARD_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default 8080, env MARKETGUARD_PORT).")] = None,
     rules: Annotated[list[Path] | None, typer.Option("--rules", help="Rule directories (default: ./rules, env MARKETGUARD_RULES_DIRS).")] = None,
+    monitors: Annotated[Path | None, typer.Option("--monitors", help="Uptime monitors YAML (default <data-dir>/monitors.yaml, if present).")] = None,
 ) -> None:
     """Run the service: HTTP API (ingest, alerts, incidents, /metrics) and the detection scheduler.
 
@@ -174,7 +175,7 @@ def serve(
     from marketguard.app.services import build_services
 
     try:
-        settings = load_settings(data_dir=data_dir, host=host, port=port, rules_dirs=rules)
+        settings = load_settings(data_dir=data_dir, host=host, port=port, rules_dirs=rules, monitors_file=monitors)
         services = build_services(settings)
     except MarketGuardError as exc:
         fail(str(exc))

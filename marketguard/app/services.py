@@ -33,6 +33,8 @@ class Services:
     cases: Any = None  # marketguard.cases.CaseStore
     ingest: Any = None  # marketguard.app.ingest.IngestWriter
     engine: Any = None  # correlator.live.LiveEngine
+    prober: Any = None  # collectors.uptime.Prober
+    probe_scheduler: Any = None
     extras: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -41,11 +43,22 @@ class Services:
             self.ingest.start()
         if self.engine is not None:
             self.engine.start()
+        if self.prober is not None and self.prober.monitors:
+            from apscheduler.executors.pool import ThreadPoolExecutor
+            from apscheduler.schedulers.background import BackgroundScheduler
+
+            pool = ThreadPoolExecutor(max(4, len(self.prober.monitors)))
+            self.probe_scheduler = BackgroundScheduler(timezone="UTC", executors={"default": pool})
+            self.prober.schedule(self.probe_scheduler)
+            self.probe_scheduler.start()
 
     def close(self) -> None:
         """Stop workers, flushing what was acknowledged, and close the store."""
         if self.engine is not None:
             self.engine.stop()
+        if self.probe_scheduler is not None:
+            self.probe_scheduler.shutdown(wait=False)
+            self.probe_scheduler = None
         if self.ingest is not None:
             self.ingest.stop()
         self.store.close()
@@ -53,6 +66,7 @@ class Services:
 
 def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     """Open the store and build every component the service needs (not yet started)."""
+    from collectors.uptime import Prober, load_monitors
     from correlator.live import LiveEngine
     from marketguard.app.ingest import IngestWriter
     from marketguard.cases import open_cases
@@ -70,6 +84,11 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     )
     services.cases = open_cases(store, settings)
     services.ingest = IngestWriter(store, settings)
+    monitors = settings.monitors_path
+    services.prober = Prober(
+        lambda batch: services.ingest.submit(batch, source="uptime"),
+        load_monitors(monitors) if monitors.is_file() else [],
+    )
     if with_engine:
         services.engine = LiveEngine(store, rules, services.cases, settings)
     return services

@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from collectors.accesslog import ParsedBatch, parse_lines, parse_records
 from collectors.privacy import Pseudonymiser
+from collectors.uptime import parse_probe_records
 from marketguard.app.api.deps import ServicesDep, require_role
 from marketguard.app.ingest import Backpressure, IngestResult, WriterStopped
 from marketguard.app.services import Services
@@ -33,7 +34,7 @@ from marketguard.auth import Principal
 from marketguard.schema import DeadLetter, empty_events
 from marketguard.types import LogFormat
 
-__all__ = ["router", "IngestResponse", "Rejection"]
+__all__ = ["router", "IngestResponse", "Rejection", "read_body", "commit_batch", "batch_answer"]
 
 router = APIRouter(tags=["ingest"])
 
@@ -118,11 +119,11 @@ async def ingest_logs(
     received = time.monotonic()
     kind = _kind(request, fmt)
     batch_id = _batch_id(request)
-    body = await _read_body(request, services.settings.max_body_bytes)
+    body = await read_body(request, services.settings.max_body_bytes)
     sender = f"http:{principal.name}"
     batch = await run_in_threadpool(_parse, body, kind, fmt, sender, batch_id, services.pseudonymiser)
-    result = await _commit(services, batch, sender, received)
-    return _answer(batch, result)
+    result = await commit_batch(services, batch, sender, received)
+    return batch_answer(batch, result)
 
 
 def _kind(request: Request, fmt: LogFormat | None) -> Kind:
@@ -141,7 +142,7 @@ def _kind(request: Request, fmt: LogFormat | None) -> Kind:
     return kind
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The decoded body, refused with 413 past ``limit`` bytes (gzip bombs included)."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("identity", "gzip", "x-gzip"):
@@ -224,6 +225,8 @@ def parse_body(
             reason = f"invalid JSON: {getattr(exc, 'msg', exc)}{where}"
             return ParsedBatch(empty_events(), [DeadLetter(source, 1, reason, pseudonymiser.text(text))], 1)
         records = value if isinstance(value, list) else [value]
+        if records and all(_dataset(r) == "uptime.probe" for r in records):
+            return parse_probe_records(records, source=source, pseudonymiser=pseudonymiser)
         return parse_records(records, source=source, pseudonymiser=pseudonymiser)
     lines = text.split("\n")
     if lines[-1] == "":
@@ -232,7 +235,17 @@ def parse_body(
     return parse_lines(lines, line_fmt, source=source, pseudonymiser=pseudonymiser)
 
 
-async def _commit(services: Services, batch: ParsedBatch, source: str, received: float) -> IngestResult:
+def _dataset(record: object) -> object:
+    """The ``event.dataset`` a JSON record declares (flat or nested), if any."""
+    if not isinstance(record, dict):
+        return None
+    if "event.dataset" in record:
+        return record["event.dataset"]
+    event = record.get("event")
+    return event.get("dataset") if isinstance(event, dict) else None
+
+
+async def commit_batch(services: Services, batch: ParsedBatch, source: str, received: float) -> IngestResult:
     """Hand the batch to the writer and wait (without blocking the loop) for its commit."""
     try:
         future = services.ingest.submit(batch, source=source, received=received)
@@ -250,7 +263,7 @@ async def _commit(services: Services, batch: ParsedBatch, source: str, received:
     return result
 
 
-def _answer(batch: ParsedBatch, result: IngestResult) -> JSONResponse:
+def batch_answer(batch: ParsedBatch, result: IngestResult) -> JSONResponse:
     body = IngestResponse(
         accepted=result.accepted_new,
         duplicates=result.duplicates,
