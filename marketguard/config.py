@@ -41,7 +41,7 @@ class Settings(BaseSettings):
         default_factory=lambda: [Path("rules")], description="Sigma rule directories."
     )
     logsources: list[str] = Field(
-        default_factory=lambda: ["webserver"],
+        default_factory=lambda: ["webserver", "apm", "uptime"],
         description="Sigma logsource categories of the ingested API logs; rules for other categories "
         "(e.g. SigmaHQ's outbound 'proxy' rules) are loaded but not run.",
     )
@@ -54,12 +54,15 @@ class Settings(BaseSettings):
     ingest_queue_batches: int = Field(64, ge=1, description="Batches waiting for the writer before ingest answers 429.")
     ingest_retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
 
+    routing_file: Path = Field(Path("playbooks/routing.yaml"), description="Ownership routing, priority matrix and SLAs.")
     monitors_file: Path = Field(Path("monitors.yaml"), description="Uptime monitors YAML; relative to data_dir; no file = no monitors.")
 
     # -- detection engine -------------------------------------------------------------------
     rule_interval_s: float = Field(1.0, gt=0, description="How often every rule runs.")
     ingest_delay_s: float = Field(0.0, ge=0, description="Events newer than now minus this wait for the next run.")
     lookback_s: float = Field(3600.0, ge=0, description="Extra event-time span re-read for correlation windows.")
+
+    slo_interval_s: float = Field(60.0, gt=0, description="How often SLOs and seller SLAs are evaluated.")
 
     # -- alerts and incidents ---------------------------------------------------------------
     incident_window_s: float = Field(3600.0, gt=0, description="Alerts sharing an entity within this span join one incident.")

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from marketguard.config import Settings, load_settings
+from marketguard.app.cli_common import DataDirOpt, err, fail, settings_for
+from marketguard.config import load_settings
 from marketguard.errors import MarketGuardError
 
 __all__ = ["app", "main"]
@@ -27,14 +28,6 @@ rules_app = typer.Typer(help="Work with Sigma rule directories.", no_args_is_hel
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(config_app, name="config")
-
-err = Console(stderr=True)
-
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option("--data-dir", envvar="MARKETGUARD_DATA_DIR", help="Data directory (store, keys, state). Default ./.marketguard"),
-]
-
 
 class Fmt(StrEnum):
     auto = "auto"
@@ -52,21 +45,6 @@ class HuntOutput(StrEnum):
 class CheckOutput(StrEnum):
     table = "table"
     json = "json"
-
-
-def fail(message: str, code: int = 2) -> None:
-    """Print a one-line reason on stderr and exit with ``code``."""
-    err.print(f"[bold red]marketguard: error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def settings_for(data_dir: Path | None) -> Settings:
-    """Load settings, turning configuration errors into a clean exit."""
-    try:
-        return load_settings(data_dir=data_dir)
-    except MarketGuardError as exc:
-        fail(str(exc))
-        raise  # unreachable
 
 
 @app.command()
@@ -186,9 +164,13 @@ def serve(
 
 
 def _register_subcommands() -> None:
+    from marketguard.app.cli_audit import audit_app
     from marketguard.app.cli_keys import keys_app
+    from marketguard.app.cli_tickets import tickets_app
 
     app.add_typer(keys_app, name="keys")
+    app.add_typer(tickets_app, name="tickets")
+    app.add_typer(audit_app, name="audit")
 
 
 _register_subcommands()

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketguard.app.cli import DataDirOpt, err, fail, settings_for
+from marketguard.app.cli_common import DataDirOpt, err, fail, settings_for
 from marketguard.auth import ROLES, KeyStore, open_keys
 from marketguard.errors import MarketGuardError
 from marketguard.store import open_store

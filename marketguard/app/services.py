@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from collectors.privacy import Pseudonymiser
@@ -33,8 +35,12 @@ class Services:
     cases: Any = None  # marketguard.cases.CaseStore
     ingest: Any = None  # marketguard.app.ingest.IngestWriter
     engine: Any = None  # correlator.live.LiveEngine
+    audit: Any = None  # marketguard.cases.audit.AuditTrail
+    tickets: Any = None  # marketguard.cases.tickets.TicketStore
+    ticket_policy: Any = None  # marketguard.cases.routing.RoutingPolicy
     prober: Any = None  # collectors.uptime.Prober
-    probe_scheduler: Any = None
+    sla: Any = None  # correlator.sla_engine.SlaEngine
+    scheduler: Any = None  # background jobs besides rules: probes, SLOs
     extras: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
@@ -43,33 +49,63 @@ class Services:
             self.ingest.start()
         if self.engine is not None:
             self.engine.start()
-        if self.prober is not None and self.prober.monitors:
-            from apscheduler.executors.pool import ThreadPoolExecutor
-            from apscheduler.schedulers.background import BackgroundScheduler
+        self._start_background()
 
-            pool = ThreadPoolExecutor(max(4, len(self.prober.monitors)))
-            self.probe_scheduler = BackgroundScheduler(timezone="UTC", executors={"default": pool})
-            self.prober.schedule(self.probe_scheduler)
-            self.probe_scheduler.start()
+    def _start_background(self) -> None:
+        """Probes (one job per monitor) and SLO/SLA evaluation, on their own scheduler."""
+        from apscheduler.executors.pool import ThreadPoolExecutor
+        from apscheduler.schedulers.background import BackgroundScheduler
+
+        monitors = len(self.prober.monitors) if self.prober is not None else 0
+        pool = ThreadPoolExecutor(max(4, monitors + 1))
+        self.scheduler = BackgroundScheduler(timezone="UTC", executors={"default": pool})
+        if monitors:
+            self.prober.schedule(self.scheduler)
+        if self.sla is not None:
+            self.scheduler.add_job(self.run_sla, "interval", seconds=self.settings.slo_interval_s,
+                                   id="sla", max_instances=1, coalesce=True)
+        self.scheduler.start()
+
+    def run_sla(self) -> None:
+        """One SLO/seller-SLA evaluation; its detections become alerts like any rule's."""
+        try:
+            cycle = self.sla.run_once(datetime.now(UTC))
+            if cycle.detections:
+                self.cases.record(cycle.detections)
+        except Exception:  # a failing evaluation must not stop the scheduler
+            log.exception("SLO/SLA evaluation failed; retried on the next interval")
 
     def close(self) -> None:
         """Stop workers, flushing what was acknowledged, and close the store."""
         if self.engine is not None:
             self.engine.stop()
-        if self.probe_scheduler is not None:
-            self.probe_scheduler.shutdown(wait=False)
-            self.probe_scheduler = None
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
         if self.ingest is not None:
             self.ingest.stop()
         self.store.close()
+
+
+def _repo_relative(path: Path) -> Path:
+    """A relative data file (e.g. the routing policy) is looked up in the working directory,
+    then in the installed source tree, so `marketguard serve` works from anywhere."""
+    if path.is_absolute() or path.exists():
+        return path
+    shipped = Path(__file__).resolve().parents[2] / path
+    return shipped if shipped.exists() else path
 
 
 def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     """Open the store and build every component the service needs (not yet started)."""
     from collectors.uptime import Prober, load_monitors
     from correlator.live import LiveEngine
+    from correlator.sla_engine import SlaEngine
     from marketguard.app.ingest import IngestWriter
     from marketguard.cases import open_cases
+    from marketguard.cases.audit import open_audit
+    from marketguard.cases.routing import load_policy
+    from marketguard.cases.tickets import open_tickets
 
     store = open_store(settings)
     rules = load_rules(settings.rules_dirs, dialect=store.dialect).for_categories(settings.logsources)
@@ -83,7 +119,11 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
         rules=rules,
     )
     services.cases = open_cases(store, settings)
+    services.audit = open_audit(store)
+    services.tickets = open_tickets(store, services.audit)
+    services.ticket_policy = load_policy(_repo_relative(settings.routing_file))
     services.ingest = IngestWriter(store, settings)
+    services.sla = SlaEngine.from_dirs(store, settings.rules_dirs)
     monitors = settings.monitors_path
     services.prober = Prober(
         lambda batch: services.ingest.submit(batch, source="uptime"),

@@ -1,6 +1,6 @@
 """One router per resource; :data:`ROUTERS` is what the app factory mounts."""
 
-from marketguard.app.api.routes import cases, health, ingest, metrics, otlp, rules, support
+from marketguard.app.api.routes import audit, cases, health, ingest, metrics, otlp, rules, support, tickets
 
 ROUTERS = [
     health.router,
@@ -10,6 +10,8 @@ ROUTERS = [
     support.router,
     rules.router,
     cases.router,
+    tickets.router,
+    audit.router,
 ]
 
 __all__ = ["ROUTERS"]
