@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test lint bench clean help
+.PHONY: install demo test test-es lint bench clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -27,6 +27,9 @@ test: install  ## architecture contract, lint, then the whole test suite
 	$(BIN)/lint-imports
 	$(BIN)/ruff check marketguard collectors correlator playbooks tests
 	$(BIN)/python -m pytest -q
+
+test-es: install  ## conformance suite on both stores (a real cluster if MARKETGUARD_ES_URL is set, else osmem-server)
+	$(BIN)/python -m pytest -q tests/conformance
 
 bench: install  ## benchmarks: prints events/s, rules, detections and peak memory
 	$(BIN)/marketguard bench

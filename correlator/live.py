@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import pandas as pd
 import pyarrow as pa
 
+from correlator.baselines import Baselines, run_baselines
 from correlator.correlation import required_lookback
 from correlator.engine import EngineResult, RuleRun, correlate, run_rules
 from correlator.rules import CorrelationRule, RuleSet
@@ -84,8 +85,12 @@ class CycleReport:
 class LiveEngine:
     """Runs every rule on ``settings.rule_interval_s`` over checkpointed windows."""
 
-    def __init__(self, store: Store, rules: RuleSet, sink: DetectionSink, settings: Settings, *, metrics: Metrics = METRICS):
+    def __init__(
+        self, store: Store, rules: RuleSet, sink: DetectionSink, settings: Settings, *,
+        metrics: Metrics = METRICS, baselines: Baselines | None = None,
+    ):
         self.store, self.rules, self.sink, self.settings, self.metrics = store, rules, sink, settings, metrics
+        self.baselines = baselines
         self._buffers: dict[str, pd.DataFrame] = {}
         self._buffer_low: dict[str, datetime] = {}
         self._lock = threading.Lock()
@@ -134,6 +139,7 @@ class LiveEngine:
                 result = run_rules(self.store, self.rules, new, correlate=False)
                 detections.extend(result.detections)
                 detections.extend(self._correlate(result, seq_from))
+                detections.extend(self._baselines(new, seq_from, upto))
                 self._note(result)
                 if detections:
                     self.sink.record(detections)
@@ -142,6 +148,16 @@ class LiveEngine:
             seconds = time.perf_counter() - started
             self._flag_behind(seconds)
             return CycleReport(seq_from, upto, len(detections), seconds)
+
+    def _baselines(self, new: MatchWindow, seq_from: int, upto: int) -> list[Detection]:
+        """Behavioural baselines (fraud volume and ratio signals) over the new events."""
+        if self.baselines is None:
+            return []
+        try:
+            return list(run_baselines(self.store, self.baselines, new))
+        except Exception:  # one failing signal family must not stop detection
+            log.exception("baselines failed on seq %d..%d", seq_from, upto)
+            return []
 
     def _correlate(self, result: EngineResult, seq_from: int) -> list[Detection]:
         out: list[Detection] = []

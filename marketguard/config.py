@@ -31,7 +31,15 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the store, keys and state live.")
-    store: Literal["duckdb"] = Field("duckdb", description="Storage backend.")
+    store: Literal["duckdb", "elasticsearch"] = Field("duckdb", description="Storage backend.")
+    es_url: str = Field("http://127.0.0.1:9200", description="Elasticsearch URL (store=elasticsearch).")
+    es_api_key: SecretStr | None = Field(None, description="Elasticsearch API key (encoded form).")
+    es_username: str | None = Field(None, description="Elasticsearch basic-auth user.")
+    es_password: SecretStr | None = Field(None, description="Elasticsearch basic-auth password.")
+    es_ca_cert: Path | None = Field(None, description="CA bundle to verify the cluster's TLS certificate.")
+    es_index_prefix: str = Field("marketguard", description="Prefix of every MarketGuard index, alias and template.")
+    es_retention_days: int = Field(30, ge=1, description="ILM delete phase: days events are kept.")
+    es_request_timeout_s: float = Field(30.0, gt=0, description="Timeout of one Elasticsearch request.")
     duckdb_file: str = Field("marketguard.duckdb", description="DuckDB file inside data_dir.")
     pseudonymisation_key: SecretStr | None = Field(
         None,

@@ -24,10 +24,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+es_app = typer.Typer(help="The Elasticsearch backend.", no_args_is_help=True)
 rules_app = typer.Typer(help="Work with Sigma rule directories.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
 app.add_typer(config_app, name="config")
+app.add_typer(es_app, name="es")
 
 class Fmt(StrEnum):
     auto = "auto"
@@ -88,6 +90,27 @@ def rules_check(
     con.print(f"[bold]{rs.loaded}[/] rules loaded ({len(rs.detections)} detection, {len(rs.correlations)} correlation), [bold]{len(rs.failures)}[/] failed")
     for f in rs.failures:
         con.print(f"[red]FAILED[/] {f.file}: {f.reason}", highlight=False, soft_wrap=True)
+
+
+@es_app.command("setup")
+def es_setup(data_dir: DataDirOpt = None) -> None:
+    """Create or update index templates, ILM policy and data streams (or aliases); idempotent.
+
+    Uses MARKETGUARD_STORE=elasticsearch and MARKETGUARD_ES_URL (plus credentials) from the
+    configuration; prints what the cluster supports.
+    """
+    from marketguard.store import open_store
+
+    settings = settings_for(data_dir)
+    if settings.store != "elasticsearch":
+        fail("set MARKETGUARD_STORE=elasticsearch (and MARKETGUARD_ES_URL) to set up Elasticsearch")
+    try:
+        store = open_store(settings)
+    except MarketGuardError as exc:
+        fail(str(exc))
+        raise
+    print(json.dumps(getattr(store, "capabilities", {}), default=str, indent=2))
+    store.close()
 
 
 @config_app.command("show")
@@ -164,6 +187,7 @@ def serve(
 
 
 def _register_subcommands() -> None:
+    from marketguard.app.cli_approvals import approvals_app
     from marketguard.app.cli_audit import audit_app
     from marketguard.app.cli_keys import keys_app
     from marketguard.app.cli_tickets import tickets_app
@@ -171,6 +195,7 @@ def _register_subcommands() -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(tickets_app, name="tickets")
     app.add_typer(audit_app, name="audit")
+    app.add_typer(approvals_app, name="approvals")
 
 
 _register_subcommands()

@@ -8,6 +8,9 @@ back through the API with an ``analyst`` key, and compares them with the ground 
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import statistics
 import time
 from collections.abc import Iterable
@@ -21,7 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from marketguard.app.localserver import LocalServer
+from marketguard.app.receivers import CaptureServer
 from marketguard.app.scenario import Scenario, generate, write_log
+from marketguard.app.scenario.fraud import FamilyScore, generate_fraud, index_by_trace_id
+from marketguard.app.scenario.fraud import score as score_fraud
 from marketguard.app.services import build_services
 from marketguard.config import Settings
 from marketguard.store import MatchWindow, Store
@@ -59,12 +65,13 @@ def default_rule_dirs() -> list[Path]:
 
 
 def _line_of(store: Store) -> dict[str, int]:
-    """Event id -> scenario line: batches are sent with ``X-Batch-Id: demo-<offset>``."""
+    """Event id -> scenario line: batches are sent with ``X-Batch-Id: lines-<offset>``."""
     table = store.query_events(MatchWindow(), columns=["event.id", "log.file.path", "log.file.line"])
     out = {}
     for eid, path, line in zip(*(table.column(i).to_pylist() for i in range(3)), strict=True):
-        offset = int(path.rsplit("demo-", 1)[1]) if path and "demo-" in path else 0
-        out[eid] = offset + line
+        batch = re.search(r":lines-(\d+)$", path or "")
+        if batch:  # the JSON gateway events are not lines of the scenario log
+            out[eid] = int(batch.group(1)) + line
     return out
 
 
@@ -119,7 +126,7 @@ def _send(client: httpx.Client, lines: list[str], con: Console) -> dict[int, flo
         chunk = lines[start : start + BATCH_LINES]
         while True:
             resp = client.post("/api/v1/logs", params={"format": "combined"}, content="\n".join(chunk),
-                               headers={"Content-Type": "text/plain", "X-Batch-Id": f"demo-{start}"})
+                               headers={"Content-Type": "text/plain", "X-Batch-Id": f"lines-{start}"})
             if resp.status_code != 429:
                 break
             time.sleep(float(resp.headers.get("Retry-After", "1")))
@@ -128,6 +135,18 @@ def _send(client: httpx.Client, lines: list[str], con: Console) -> dict[int, flo
         sent_at.update({n: now for n in range(start + 1, start + len(chunk) + 1)})
     con.print(f"Sent {len(lines):,} lines over HTTP in {len(range(0, len(lines), BATCH_LINES))} requests.", highlight=False)
     return sent_at
+
+
+def _send_events(client: httpx.Client, events: list[dict[str, Any]], chunk: int = 500) -> None:
+    """JSON events (a gateway that adds marketplace context) as NDJSON requests."""
+    for start in range(0, len(events), chunk):
+        body = "".join(json.dumps(e) + "\n" for e in events[start : start + chunk])
+        while True:
+            resp = client.post("/api/v1/logs", content=body, headers={"Content-Type": "application/x-ndjson", "X-Batch-Id": f"fraud-{start}"})
+            if resp.status_code != 429:
+                break
+            time.sleep(float(resp.headers.get("Retry-After", "1")))
+        resp.raise_for_status()
 
 
 def _wait_for_engine(store: Store, timeout: float = 120.0) -> None:
@@ -148,6 +167,7 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
         stale.unlink(missing_ok=True)  # the demo starts from an empty store, every time
     settings = settings.model_copy(update={"rules_dirs": default_rule_dirs(), "rule_interval_s": 0.5})
     scenario = generate(normal, seed=seed)
+    fraud = generate_fraud(seed, max(2_000, normal // 2), start=scenario.start)
     log_path = write_log(scenario, settings.data_dir / "scenario-access.log")
     con.rule("[bold]MarketGuard demo")
     con.print(
@@ -157,6 +177,8 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
         f"({len(scenario.attack_lines())} attack lines). Log: {log_path}",
         highlight=False,
     )
+    receiver = CaptureServer().__enter__()
+    os.environ.update(_receiver_env(receiver.url))
     services = build_services(settings)
     ingest_key = services.keys.create("demo-gateway", "ingest")
     analyst_key = services.keys.create("demo-analyst", "analyst")
@@ -167,11 +189,17 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
                   f"engine every {settings.rule_interval_s}s, store {settings.duckdb_path}", highlight=False)
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ingest_key}"}, timeout=60) as client:
             sent_at = _send(client, scenario.lines, con)
+            _send_events(client, fraud.events)
+            con.print(f"Sent {len(fraud.events):,} gateway JSON events (a sale-day peak with fraud campaigns) as NDJSON.", highlight=False)
         _wait_for_engine(services.store)
+        services.worker.drain()  # playbooks for every incident have run
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {analyst_key}"}, timeout=60) as client:
+            response = _response_summary(client, services, receiver)
             alerts = fetch_all(client, "/api/v1/alerts")
             incidents = [i for i in fetch_all(client, "/api/v1/incidents") if i["status"] != "merged"]
         line_of = _line_of(services.store)
+        traces = services.store.query_events(MatchWindow(dataset=None), columns=["event.id", "trace.id"])
+        fraud_index = index_by_trace_id(traces.column(0).to_pylist(), traces.column(1).to_pylist())
     elapsed = time.perf_counter() - started
     found_at = _found_at(alerts, line_of)
     scores, benign, flagged = score(scenario, ((a["rule_title"], a["event_ids"]) for a in alerts), line_of, found_at, sent_at)
@@ -183,7 +211,11 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
               "to its alert being stored.", highlight=False)
     precision = (flagged - benign) / flagged if flagged else 0.0
     con.print(f"Lines flagged: {flagged:,}, of which benign (false positives): {benign:,} → precision {precision:.3f}", highlight=False)
+    fraud_scores = score_fraud(fraud, ((a["tags"], a["event_ids"]) for a in alerts), fraud_index)
+    con.print(_fraud_table(fraud_scores))
     con.print(_incidents_table(incidents))
+    _print_response(con, response)
+    receiver.__exit__(None, None, None)
     con.print("Next: `marketguard serve` to run the service; `marketguard keys create --role ingest --name gateway` "
               "for a key; `marketguard hunt YOUR.log --rules rules` to hunt files offline.")
     return scores
@@ -214,6 +246,60 @@ def _scorecard(scores: list[CampaignScore]) -> Table:
     table.add_section()
     table.add_row("all", str(total), str(found), f"{found / total if total else 0:.2f}",
                   f"p50 {statistics.median(latencies):.2f}s" if latencies else "—", "")
+    return table
+
+
+def _receiver_env(url: str) -> dict[str, str]:
+    """Point every notifier and the containment webhook at the demo's local receiver."""
+    return {
+        "SLACK_SECOPS_WEBHOOK_URL": f"{url}/slack/secops", "SLACK_FRAUD_WEBHOOK_URL": f"{url}/slack/fraud",
+        "PAGERDUTY_ROUTING_KEY": "demo-routing-key", "PAGERDUTY_EVENTS_URL": f"{url}/pagerduty/v2/enqueue",
+        "ALERTMANAGER_URL": f"{url}/alertmanager", "SELLER_WEBHOOK_URL": f"{url}/sellers",
+        "SELLER_WEBHOOK_SECRET": "demo-secret", "CONTAINMENT_WEBHOOK_URL": f"{url}/waf",
+        "CONTAINMENT_WEBHOOK_TOKEN": "demo-token",
+    }
+
+
+def _response_summary(client: httpx.Client, services: Any, receiver: CaptureServer) -> dict[str, Any]:
+    auditor = services.keys.create("demo-auditor", "auditor")
+    tickets = fetch_all(client, "/api/v1/tickets")
+    clocks = client.get("/api/v1/gdpr/clocks").json()
+    verify = client.get("/api/v1/audit/verify", headers={"Authorization": f"Bearer {auditor}"}).json()
+    pending = client.get("/api/v1/approvals").json()
+    return {"tickets": tickets, "clocks": clocks, "verify": verify, "received": list(receiver.received),
+            "pending": pending.get("items", pending) if isinstance(pending, dict) else pending}
+
+
+def _print_response(con: Console, r: dict[str, Any]) -> None:
+    table = Table(title=f"Response: {len(r['tickets'])} tickets opened by playbooks, by queue and priority")
+    for col in ("queue", "P1", "P2", "P3", "P4", "example"):
+        table.add_column(col)
+    by_queue: dict[str, list[dict[str, Any]]] = {}
+    for t in r["tickets"]:
+        by_queue.setdefault(t["queue"] if not t["queue"].startswith("seller:") else "seller:<id>", []).append(t)
+    for queue, items in sorted(by_queue.items()):
+        counts = [str(sum(1 for t in items if t["priority"] == p)) for p in ("P1", "P2", "P3", "P4")]
+        table.add_row(queue, *counts, items[0]["title"][:60])
+    con.print(table)
+    paths: dict[str, int] = {}
+    for path, _ in r["received"]:
+        key = "/".join(path.split("/")[:3])
+        paths[key] = paths.get(key, 0) + 1
+    con.print("Notifications received by the local receiver: " + (", ".join(f"{p} ×{n}" for p, n in sorted(paths.items())) or "none"), highlight=False)
+    con.print(f"Containment actions waiting for human approval: {len(r['pending'])} (nothing is blocked until approved).", highlight=False)
+    for clock in r["clocks"][:3]:
+        con.print(f"GDPR Article 33 clock: incident {clock['incident_id']} — notify the authority by {clock['deadline']} "
+                  f"({clock['seconds_left'] / 3600:.1f} h left), DPO ticket {clock['ticket_id']}", highlight=False)
+    v = r["verify"]
+    con.print(f"Audit trail: {v['entries']} hash-chained entries, verification {'[green]intact[/]' if v['ok'] else '[red]BROKEN at ' + str(v['first_broken_seq']) + '[/]'}")
+
+
+def _fraud_table(scores: dict[str, FamilyScore]) -> Table:
+    table = Table(title="Fraud families: precision and recall against the scenario's ground truth")
+    for col in ("family", "instances", "detected", "recall", "alerts", "true alerts", "precision"):
+        table.add_column(col, justify="left" if col == "family" else "right")
+    for family, s in scores.items():
+        table.add_row(family, str(s.instances), str(s.detected), f"{s.recall:.2f}", str(s.alerts), str(s.true_alerts), f"{s.precision:.2f}")
     return table
 
 

@@ -40,6 +40,8 @@ class Services:
     ticket_policy: Any = None  # marketguard.cases.routing.RoutingPolicy
     prober: Any = None  # collectors.uptime.Prober
     sla: Any = None  # correlator.sla_engine.SlaEngine
+    response: Any = None  # playbooks.stage.ResponseStage (runner, containment, GDPR clock)
+    worker: Any = None  # playbooks.worker.ResponseWorker
     scheduler: Any = None  # background jobs besides rules: probes, SLOs
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -47,6 +49,8 @@ class Services:
         """Start the background workers (ingest writer, detection scheduler)."""
         if self.ingest is not None:
             self.ingest.start()
+        if self.worker is not None:
+            self.worker.start()
         if self.engine is not None:
             self.engine.start()
         self._start_background()
@@ -79,6 +83,8 @@ class Services:
         """Stop workers, flushing what was acknowledged, and close the store."""
         if self.engine is not None:
             self.engine.stop()
+        if self.worker is not None:
+            self.worker.stop()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
             self.scheduler = None
@@ -99,6 +105,7 @@ def _repo_relative(path: Path) -> Path:
 def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     """Open the store and build every component the service needs (not yet started)."""
     from collectors.uptime import Prober, load_monitors
+    from correlator.baselines import open_baselines
     from correlator.live import LiveEngine
     from correlator.sla_engine import SlaEngine
     from marketguard.app.ingest import IngestWriter
@@ -106,6 +113,8 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     from marketguard.cases.audit import open_audit
     from marketguard.cases.routing import load_policy
     from marketguard.cases.tickets import open_tickets
+    from playbooks.stage import build_response
+    from playbooks.worker import RespondingSink, ResponseWorker
 
     store = open_store(settings)
     rules = load_rules(settings.rules_dirs, dialect=store.dialect).for_categories(settings.logsources)
@@ -122,6 +131,13 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     services.audit = open_audit(store)
     services.tickets = open_tickets(store, services.audit)
     services.ticket_policy = load_policy(_repo_relative(settings.routing_file))
+    services.response = build_response(
+        store, services.cases, services.tickets, services.ticket_policy, services.audit,
+        playbook_dir=_repo_relative(Path("playbooks")), base_url=f"http://{settings.host}:{settings.port}",
+        gdpr_notifier="email-dpo",
+    )
+    services.extras |= {"containment": services.response.containment, "gdpr": services.response.gdpr}
+    services.worker = ResponseWorker(services.response.runner, services.response.gdpr)
     services.ingest = IngestWriter(store, settings)
     services.sla = SlaEngine.from_dirs(store, settings.rules_dirs)
     monitors = settings.monitors_path
@@ -130,5 +146,6 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
         load_monitors(monitors) if monitors.is_file() else [],
     )
     if with_engine:
-        services.engine = LiveEngine(store, rules, services.cases, settings)
+        sink = RespondingSink(services.cases, services.worker)  # record, then run playbooks off-thread
+        services.engine = LiveEngine(store, rules, sink, settings, baselines=open_baselines(store))
     return services

@@ -104,8 +104,14 @@ def _duckdb_keys(store: Store) -> KeyStore:
     return DuckDBKeyStore(store)  # type: ignore[arg-type]
 
 
+def _elasticsearch_keys(store: Store) -> KeyStore:
+    from marketguard.auth.elasticsearch import ElasticsearchKeyStore
+
+    return ElasticsearchKeyStore(store)  # type: ignore[arg-type]
+
+
 #: Store dialect -> key-store factory.
-KEY_STORES = {"duckdb": _duckdb_keys}
+KEY_STORES = {"duckdb": _duckdb_keys, "elasticsearch": _elasticsearch_keys}
 
 
 def open_keys(store: Store) -> KeyStore:

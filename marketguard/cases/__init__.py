@@ -227,8 +227,17 @@ def _duckdb_cases(store: Store, settings: Settings, metrics: Metrics) -> CaseSto
     return DuckDBCaseStore(store, settings, metrics=metrics)  # type: ignore[arg-type]
 
 
+def _elasticsearch_cases(store: Store, settings: Settings, metrics: Metrics) -> CaseStore:
+    from marketguard.cases.elasticsearch import ElasticsearchCaseStore
+
+    return ElasticsearchCaseStore(store, settings, metrics=metrics)  # type: ignore[arg-type]
+
+
 #: Store dialect -> case-store factory.
-CASE_STORES: dict[str, Callable[[Store, Settings, Metrics], CaseStore]] = {"duckdb": _duckdb_cases}
+CASE_STORES: dict[str, Callable[[Store, Settings, Metrics], CaseStore]] = {
+    "duckdb": _duckdb_cases,
+    "elasticsearch": _elasticsearch_cases,
+}
 
 
 def open_cases(store: Store, settings: Settings, *, metrics: Metrics = METRICS) -> CaseStore:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from marketguard.config import Settings
 from marketguard.errors import ConfigError
 from marketguard.store.base import MatchWindow, Store
@@ -18,8 +20,24 @@ def _duckdb(settings: Settings, scratch: str | None) -> Store:
     return DuckDBStore(settings.duckdb_path)
 
 
+def _elasticsearch(settings: Settings, scratch: str | None) -> Store:
+    if scratch is not None:  # offline hunting stays embedded, whatever the service uses
+        return _duckdb(settings, scratch)
+    from marketguard.store.elasticsearch import open_elasticsearch
+
+    def secret(value: SecretStr | None) -> str | None:
+        return value.get_secret_value() if value is not None else None
+
+    return open_elasticsearch(  # type: ignore[return-value]
+        settings.es_url, prefix=settings.es_index_prefix, api_key=secret(settings.es_api_key),
+        username=settings.es_username, password=secret(settings.es_password),
+        ca_cert=str(settings.es_ca_cert) if settings.es_ca_cert else None,
+        retention_days=settings.es_retention_days, request_timeout=settings.es_request_timeout_s,
+    )
+
+
 #: Backend name -> factory. Unknown names are refused with the list of valid ones.
-STORES = {"duckdb": _duckdb}
+STORES = {"duckdb": _duckdb, "elasticsearch": _elasticsearch}
 
 
 def open_store(settings: Settings, *, scratch: str | None = None) -> Store:

@@ -149,11 +149,3 @@ def test_audit_verify_endpoint_names_a_tampered_entry(api: Api) -> None:
     assert api.call("GET", "/api/v1/audit/verify", role="auditor", params={"from_seq": 3, "to_seq": 2}).status_code == 400
 
 
-def test_unwired_services_answer_503(services: Services) -> None:
-    with TestClient(mount(create_app(services, manage_lifecycle=False))) as client:
-        key = services.keys.create("a", "admin")
-        if getattr(services, "tickets", None) is not None:
-            pytest.skip("build_services wires tickets now")
-        response = client.get("/api/v1/tickets", headers={"Authorization": f"Bearer {key}"})
-        assert response.status_code == 503
-

@@ -1,6 +1,18 @@
 """One router per resource; :data:`ROUTERS` is what the app factory mounts."""
 
-from marketguard.app.api.routes import audit, cases, health, ingest, metrics, otlp, rules, support, tickets
+from marketguard.app.api.routes import (
+    approvals,
+    audit,
+    cases,
+    gdpr,
+    health,
+    ingest,
+    metrics,
+    otlp,
+    rules,
+    support,
+    tickets,
+)
 
 ROUTERS = [
     health.router,
@@ -12,6 +24,8 @@ ROUTERS = [
     cases.router,
     tickets.router,
     audit.router,
+    approvals.router,
+    gdpr.router,
 ]
 
 __all__ = ["ROUTERS"]
