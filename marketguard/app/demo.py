@@ -28,6 +28,7 @@ from marketguard.app.receivers import CaptureServer
 from marketguard.app.scenario import Scenario, generate, write_log
 from marketguard.app.scenario.fraud import FamilyScore, generate_fraud, index_by_trace_id
 from marketguard.app.scenario.fraud import score as score_fraud
+from marketguard.app.scenario.sla import SlaScenario, generate_sla
 from marketguard.app.services import build_services
 from marketguard.config import Settings
 from marketguard.store import MatchWindow, Store
@@ -168,6 +169,7 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
     settings = settings.model_copy(update={"rules_dirs": default_rule_dirs(), "rule_interval_s": 0.5})
     scenario = generate(normal, seed=seed)
     fraud = generate_fraud(seed, max(2_000, normal // 2), start=scenario.start)
+    sla = generate_sla(seed)
     log_path = write_log(scenario, settings.data_dir / "scenario-access.log")
     con.rule("[bold]MarketGuard demo")
     con.print(
@@ -190,7 +192,10 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {ingest_key}"}, timeout=60) as client:
             sent_at = _send(client, scenario.lines, con)
             _send_events(client, fraud.events)
+            _send_sla(client, sla)
             con.print(f"Sent {len(fraud.events):,} gateway JSON events (a sale-day peak with fraud campaigns) as NDJSON.", highlight=False)
+        _wait_for_engine(services.store)
+        services.run_sla()  # one SLO / seller-SLA evaluation now, rather than on its interval
         _wait_for_engine(services.store)
         services.worker.drain()  # playbooks for every incident have run
         with httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {analyst_key}"}, timeout=60) as client:
@@ -213,6 +218,7 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
     con.print(f"Lines flagged: {flagged:,}, of which benign (false positives): {benign:,} → precision {precision:.3f}", highlight=False)
     fraud_scores = score_fraud(fraud, ((a["tags"], a["event_ids"]) for a in alerts), fraud_index)
     con.print(_fraud_table(fraud_scores))
+    _print_sla(con, services.sla.last, sla)
     con.print(_incidents_table(incidents))
     _print_response(con, response)
     receiver.__exit__(None, None, None)
@@ -247,6 +253,37 @@ def _scorecard(scores: list[CampaignScore]) -> Table:
     table.add_row("all", str(total), str(found), f"{found / total if total else 0:.2f}",
                   f"p50 {statistics.median(latencies):.2f}s" if latencies else "—", "")
     return table
+
+
+def _send_sla(client: httpx.Client, sla: SlaScenario) -> None:
+    """Checkout API events, external probe results, OTLP spans and seller support events."""
+    _send_events(client, sla.api_events, chunk=2_000)
+    for path, body in (("/api/v1/logs", sla.probe_results), ("/v1/traces", sla.otlp), ("/api/v1/support-events", sla.support_events)):
+        client.post(path, json=body).raise_for_status()
+
+
+def _print_sla(con: Console, cycle: Any, sla: SlaScenario) -> None:
+    if cycle is None:
+        return
+    table = Table(title="SLOs: attainment, error budget and multi-window burn rates (SRE workbook policy)")
+    for col in ("SLO", "service", "attainment", "budget left", "burn 5m", "burn 1h", "burn 6h", "alert"):
+        table.add_column(col, justify="left" if col in ("SLO", "service", "alert") else "right")
+    for st in cycle.slos:
+        burn = {k: w.burn_rate for k, w in st.windows.items()}
+        table.add_row(st.slo_id, st.service, f"{st.attainment:.4f}" if st.attainment is not None else "—",
+                      f"{st.budget_remaining:.0%}", *(f"{burn.get(k, float('nan')):.1f}×" for k in ("5m", "1h", "6h")),
+                      st.severity or "—")
+    con.print(table)
+    sellers = Table(title="Seller support SLA: compliance and service score (0–100)")
+    for col in ("seller", "tickets", "first response on time", "resolution on time", "score"):
+        sellers.add_column(col)
+    for report in cycle.sellers:
+        for sid, c in sorted(report.sellers.items()):
+            fr, res = c.compliance.get("first_response"), c.compliance.get("resolution")
+            flag = "  ← slow seller" if sid == sla.slow_seller else ""
+            sellers.add_row(sid, str(c.tickets), f"{fr:.0%}" if fr is not None else "—", f"{res:.0%}" if res is not None else "—",
+                            f"{c.score:.0f}{flag}" if c.score is not None else "—")
+    con.print(sellers)
 
 
 def _receiver_env(url: str) -> dict[str, str]:

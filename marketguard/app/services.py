@@ -42,6 +42,7 @@ class Services:
     sla: Any = None  # correlator.sla_engine.SlaEngine
     response: Any = None  # playbooks.stage.ResponseStage (runner, containment, GDPR clock)
     worker: Any = None  # playbooks.worker.ResponseWorker
+    sink: Any = None  # where detections go: the case store, then the playbooks
     scheduler: Any = None  # background jobs besides rules: probes, SLOs
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +76,7 @@ class Services:
         try:
             cycle = self.sla.run_once(datetime.now(UTC))
             if cycle.detections:
-                self.cases.record(cycle.detections)
+                (self.sink or self.cases).record(cycle.detections)
         except Exception:  # a failing evaluation must not stop the scheduler
             log.exception("SLO/SLA evaluation failed; retried on the next interval")
 
@@ -138,6 +139,7 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     )
     services.extras |= {"containment": services.response.containment, "gdpr": services.response.gdpr}
     services.worker = ResponseWorker(services.response.runner, services.response.gdpr)
+    services.sink = RespondingSink(services.cases, services.worker)  # record, then run playbooks off-thread
     services.ingest = IngestWriter(store, settings)
     services.sla = SlaEngine.from_dirs(store, settings.rules_dirs)
     monitors = settings.monitors_path
@@ -146,6 +148,5 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
         load_monitors(monitors) if monitors.is_file() else [],
     )
     if with_engine:
-        sink = RespondingSink(services.cases, services.worker)  # record, then run playbooks off-thread
-        services.engine = LiveEngine(store, rules, sink, settings, baselines=open_baselines(store))
+        services.engine = LiveEngine(store, rules, services.sink, settings, baselines=open_baselines(store))
     return services
