@@ -155,6 +155,9 @@ def bench(
         from marketguard.app.bench_live import run_live_bench
 
         run_live_bench(workdir, seconds=live_seconds)
+    from marketguard.app.bench_slo import run_slo_bench
+
+    run_slo_bench()
 
 
 @app.command()

@@ -18,3 +18,6 @@ def test_demo_detects_every_campaign_without_false_positives(tmp_path):
     assert "benign (false positives): 0" in text
     assert (tmp_path / "marketguard.duckdb").exists()
     assert "latency" in text
+    assert "verification intact" in text  # the audit chain over everything the playbooks did
+    assert "← slow seller" in text and "Seller SLA breach" in text  # the slow seller got its own ticket
+    assert "SLO burn rate: Checkout" in text  # the outage became an availability incident

@@ -38,3 +38,21 @@ def test_config_show_masks_secrets(tmp_path, monkeypatch):
     assert result.exit_code == 0
     assert "top-secret-value" not in result.stdout
     assert '"pseudonymisation_key": "********"' in result.stdout
+
+
+def test_slo_and_seller_sla_status_after_an_evaluation(tmp_path, repo):
+    from datetime import UTC, datetime
+
+    services = build_services(load_settings(data_dir=tmp_path, rules_dirs=[repo / "rules"]))
+    analyst = services.keys.create("a", "analyst")
+    own = services.keys.create("s1", "seller:s-1")
+    services.sla.run_once(datetime.now(UTC))
+    with TestClient(create_app(services, manage_lifecycle=False)) as client:
+        slos = client.get("/api/v1/slos", headers={"Authorization": f"Bearer {analyst}"}).json()
+        assert {s["slo_id"] for s in slos} >= {"checkout-availability", "checkout-latency"}
+        assert {w["window"] for w in slos[0]["windows"]} >= {"5m", "1h"}
+        # no support tickets yet: no report, and a seller may never ask for another seller
+        assert client.get("/api/v1/sellers/s-1/sla", headers={"Authorization": f"Bearer {own}"}).status_code == 404
+        assert client.get("/api/v1/sellers/s-2/sla", headers={"Authorization": f"Bearer {own}"}).status_code == 404
+        assert client.get("/api/v1/slos", headers={"Authorization": f"Bearer {own}"}).status_code == 403
+    services.close()

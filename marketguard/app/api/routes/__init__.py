@@ -10,6 +10,7 @@ from marketguard.app.api.routes import (
     metrics,
     otlp,
     rules,
+    sla,
     support,
     tickets,
 )
@@ -26,6 +27,7 @@ ROUTERS = [
     audit.router,
     approvals.router,
     gdpr.router,
+    sla.router,
 ]
 
 __all__ = ["ROUTERS"]
