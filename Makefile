@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test test-es lint bench clean help
+.PHONY: install install-tools demo test test-es lint bench dashboards clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*##/\t/'
@@ -20,12 +20,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install MarketGuard with its test tools
 
+install-tools:  ## promtool, prometheus, amtool for tests/deploy (Debian packages; needs root, as on CI)
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null \
+	  || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus prometheus-alertmanager)
+
 demo: install  ## run the demo scenario through the real pipeline (embedded DuckDB store)
 	$(BIN)/marketguard demo
 
-test: install  ## architecture contract, lint, then the whole test suite
+test: install install-tools  ## architecture contract, lint, then the whole test suite
 	$(BIN)/lint-imports
-	$(BIN)/ruff check marketguard collectors correlator playbooks tests
+	$(BIN)/ruff check marketguard collectors correlator playbooks tests dashboards
 	$(BIN)/python -m pytest -q
 
 test-es: install  ## conformance suite on both stores (a real cluster if MARKETGUARD_ES_URL is set, else osmem-server)
@@ -33,6 +37,9 @@ test-es: install  ## conformance suite on both stores (a real cluster if MARKETG
 
 bench: install  ## benchmarks: prints events/s, rules, detections and peak memory
 	$(BIN)/marketguard bench
+
+dashboards: install  ## re-render docs/dashboards/*.png from a short demo run
+	$(BIN)/python dashboards/render.py
 
 clean:  ## remove the virtualenv, demo data and benchmark data
 	rm -rf $(VENV) .marketguard bench-data test-output

@@ -44,6 +44,12 @@ class Metrics:
     playbook_steps: Counter
     containment_actions: Counter
     gdpr_reminders: Counter
+    slo_burn_rate: Gauge
+    slo_budget_remaining: Gauge
+    slo_sli: Gauge
+    seller_sla_compliance: Gauge
+    seller_score: Gauge
+    audit_chain_verified: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -73,6 +79,12 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         playbook_steps=Counter("marketguard_playbook_steps_total", "Playbook steps run, by step kind and outcome (done, failed).", ["kind", "outcome"], registry=registry),
         containment_actions=Counter("marketguard_containment_actions_total", "Containment actions, by action and status reached (pending, approved, rejected, executed, failed).", ["action", "status"], registry=registry),
         gdpr_reminders=Counter("marketguard_gdpr_reminders_total", "GDPR Article 33 reminders raised.", registry=registry),
+        slo_burn_rate=Gauge("marketguard_slo_burn_rate", "Error-budget burn rate of an SLO over a trailing window; 1 = on budget.", ["slo", "service", "window"], registry=registry),
+        slo_budget_remaining=Gauge("marketguard_slo_error_budget_remaining_ratio", "Share of the SLO period's error budget still unspent (<0 = overspent).", ["slo", "service"], registry=registry),
+        slo_sli=Gauge("marketguard_slo_sli_ratio", "Good events / valid events over the SLO period.", ["slo", "service"], registry=registry),
+        seller_sla_compliance=Gauge("marketguard_seller_sla_compliance_ratio", "Share of a seller's support tickets within the SLA over the rolling window (category: all).", ["seller", "category"], registry=registry),
+        seller_score=Gauge("marketguard_seller_service_score", "The seller's 0-100 service score.", ["seller"], registry=registry),
+        audit_chain_verified=Gauge("marketguard_audit_chain_verified", "1 if the last scheduled audit verification found the hash chain intact, else 0.", registry=registry),
     )
 
 

@@ -16,6 +16,7 @@ from collectors.privacy import Pseudonymiser
 from correlator.rules import RuleSet, load_rules
 from marketguard.auth import KeyStore, open_keys
 from marketguard.config import Settings, pseudonymisation_key
+from marketguard.metrics import METRICS
 from marketguard.store import Store, open_store
 
 __all__ = ["Services", "build_services"]
@@ -66,10 +67,24 @@ class Services:
         self.scheduler = BackgroundScheduler(timezone="UTC", executors={"default": pool})
         if monitors:
             self.prober.schedule(self.scheduler)
+        if self.audit is not None:
+            self.scheduler.add_job(self.verify_audit, "interval", seconds=max(60.0, self.settings.slo_interval_s),
+                                   id="audit-verify", max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
         if self.sla is not None:
             self.scheduler.add_job(self.run_sla, "interval", seconds=self.settings.slo_interval_s,
                                    id="sla", max_instances=1, coalesce=True)
         self.scheduler.start()
+
+    def verify_audit(self) -> None:
+        """Scheduled audit-chain verification, exported as ``marketguard_audit_chain_verified``."""
+        try:
+            result = self.audit.verify()
+            METRICS.audit_chain_verified.set(1 if result.ok else 0)
+            if not result.ok:
+                log.error("audit chain broken at entry %s: %s", result.first_broken_seq, result.reason)
+        except Exception:
+            log.exception("audit verification failed")
+            METRICS.audit_chain_verified.set(0)
 
     def run_sla(self) -> None:
         """One SLO/seller-SLA evaluation; its detections become alerts like any rule's."""
@@ -77,6 +92,7 @@ class Services:
             cycle = self.sla.run_once(datetime.now(UTC))
             if cycle.detections:
                 (self.sink or self.cases).record(cycle.detections)
+            _export_sla_metrics(cycle)
         except Exception:  # a failing evaluation must not stop the scheduler
             log.exception("SLO/SLA evaluation failed; retried on the next interval")
 
@@ -92,6 +108,23 @@ class Services:
         if self.ingest is not None:
             self.ingest.stop()
         self.store.close()
+
+
+def _export_sla_metrics(cycle: Any) -> None:
+    """SLO and seller-SLA gauges from one evaluation."""
+    for st in cycle.slos:
+        for window, burn in st.windows.items():
+            METRICS.slo_burn_rate.labels(st.slo_id, st.service, window).set(burn.burn_rate)
+        METRICS.slo_budget_remaining.labels(st.slo_id, st.service).set(st.budget_remaining)
+        if st.attainment is not None:
+            METRICS.slo_sli.labels(st.slo_id, st.service).set(st.attainment)
+    for report in cycle.sellers:
+        for seller, c in report.sellers.items():
+            known = [v for v in c.compliance.values() if v is not None]
+            if known:
+                METRICS.seller_sla_compliance.labels(seller, "all").set(sum(known) / len(known))
+            if c.score is not None:
+                METRICS.seller_score.labels(seller).set(c.score)
 
 
 def _repo_relative(path: Path) -> Path:
