@@ -34,6 +34,7 @@ class ResponseWorker:
         self.runner, self.gdpr, self._interval = runner, gdpr, gdpr_interval_s
         self._queue: queue.Queue[str] = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def submit(self, incident_ids: Sequence[str]) -> None:
         """Queue incidents for a playbook run (duplicates are harmless: runs are idempotent)."""
@@ -42,13 +43,16 @@ class ResponseWorker:
 
     def start(self) -> None:
         """Start the thread."""
+        self._stopping.clear()
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="marketguard-response", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish the queued incidents, then stop."""
+        """Finish the incident in hand, then stop; queued ones are picked up again at the next
+        start (the service re-queues open incidents, and runs are idempotent)."""
         if self._thread is not None:
+            self._stopping.set()
             self._queue.put(_STOP)
             self._thread.join(timeout)
             self._thread = None
@@ -70,8 +74,7 @@ class ResponseWorker:
             except queue.Empty:
                 self._tick()
                 continue
-            if item == _STOP:
-                self.drain()
+            if item == _STOP or self._stopping.is_set():
                 return
             self._run(item)
 

@@ -53,6 +53,7 @@ class Services:
             self.ingest.start()
         if self.worker is not None:
             self.worker.start()
+            self.worker.submit(self._open_incidents())  # playbooks a stop interrupted resume
         if self.engine is not None:
             self.engine.start()
         self._start_background()
@@ -74,6 +75,19 @@ class Services:
             self.scheduler.add_job(self.run_sla, "interval", seconds=self.settings.slo_interval_s,
                                    id="sla", max_instances=1, coalesce=True)
         self.scheduler.start()
+
+    def _open_incidents(self) -> list[str]:
+        """Ids of every open incident (playbook runs are idempotent, so re-running is safe)."""
+        from marketguard.cases import CaseFilters
+
+        ids: list[str] = []
+        cursor = None
+        while True:
+            page = self.cases.incidents(CaseFilters(status="open"), cursor, 500)
+            ids.extend(i.id for i in page.items)
+            cursor = page.next_cursor
+            if not cursor:
+                return ids
 
     def verify_audit(self) -> None:
         """Scheduled audit-chain verification, exported as ``marketguard_audit_chain_verified``."""

@@ -56,7 +56,7 @@ class Server:
 
     def stop(self) -> None:
         self.proc.terminate()
-        self.proc.wait(timeout=30)
+        self.proc.wait(timeout=90)
 
 
 def attack_lines(round_: int, base: datetime) -> tuple[list[str], list[str]]:
