@@ -65,7 +65,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 50_000  # lines per parallel work unit
+_CHUNK = 50_000  # most lines per parallel work unit
+_WORKERS = 2
 
 _NGINX_KEYS = frozenset(
     {"remote_addr", "time_local", "time_iso8601", "request", "body_bytes_sent", "request_uri",
@@ -161,13 +162,14 @@ def _read(
             con.close()
 
     # Chunks of a batch are parsed on two threads (NumPy, Arrow and DuckDB release the GIL)
-    # while the next batch is being read.
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="accesslog") as pool:
+    # while the next batch is being read: one chunk per worker, of at most _CHUNK lines.
+    chunk = min(_CHUNK, max(1, -(-batch_lines // _WORKERS)))
+    with ThreadPoolExecutor(max_workers=_WORKERS, thread_name_prefix="accesslog") as pool:
         pending: deque[tuple[LineBatch, list[Future[ParsedBatch]]]] = deque()
         for lb in iter_line_batches(path, batch_lines):
             chunks = [
-                pool.submit(work, lb.lines.slice(at, _CHUNK), lb.first_line + at)
-                for at in range(0, len(lb.lines), _CHUNK)
+                pool.submit(work, lb.lines.slice(at, chunk), lb.first_line + at)
+                for at in range(0, len(lb.lines), chunk)
             ]
             pending.append((lb, chunks))
             if len(pending) > 1:
@@ -385,7 +387,7 @@ def _engine() -> duckdb.DuckDBPyConnection:
     global _ENGINE
     with _ENGINE_LOCK:
         if _ENGINE is None:
-            _ENGINE = duckdb.connect()
+            _ENGINE = duckdb.connect(config={"threads": 1})  # parallel across chunks already
         cursor = _ENGINE.cursor()
     cursor.execute("SET TimeZone = 'UTC'")
     return cursor
