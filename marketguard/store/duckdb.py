@@ -12,6 +12,7 @@ import re
 import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -283,6 +284,7 @@ class DuckDBStore:
         with self._lock:
             if self._spill is None:
                 self._spill = tempfile.mkdtemp(prefix="marketguard-duckdb-")
+                weakref.finalize(self, shutil.rmtree, self._spill, True)  # if never closed
                 self._con.execute(f"SET temp_directory = '{self._spill}'").fetchall()
             self._con.execute(f"SET memory_limit = '{int(megabytes)}MB'").fetchall()
 
