@@ -98,9 +98,9 @@ def test_dead_letters_and_checkpoints(backend, open_store):
     assert store.get_checkpoint("engine") == {"seq": 9}
 
 
-def test_sequence_numbers_survive_a_restart(backend, open_store, tmp_path):
-    if backend == "duckdb":
-        pytest.skip("DuckDB reopening is covered by tests/marketguard/test_store_duckdb.py")
+def test_elasticsearch_sequence_numbers_survive_a_restart(open_store, tmp_path):
+    """ES keeps its ingest counter in a state document (DuckDB's restart: tests/marketguard)."""
+    backend = "elasticsearch"
     store = open_store(backend, prefix="mgtest-restart-" + tmp_path.name[-8:].lower().replace("_", "-"))
     store.append_events(events(5))
     again = open_store(backend, prefix=store.names.prefix)
