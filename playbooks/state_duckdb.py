@@ -63,13 +63,7 @@ class _Tables:
                 cur.close()
 
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        cur = self._store.cursor()
-        try:
-            return cur.execute(sql, list(params)).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"response state read failed: {exc}") from exc
-        finally:
-            cur.close()
+        return self._store.read(sql, params, "response state read")
 
 
 class DuckDBStepLog(_Tables):

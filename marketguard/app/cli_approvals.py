@@ -19,10 +19,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketguard.app.cli_common import DataDirOpt, fail, settings_for
+from marketguard.app.cli_common import DataDirOpt, data_store, settings_for
 from marketguard.cases.audit import open_audit
-from marketguard.errors import MarketGuardError
-from marketguard.store import open_store
 from playbooks.containment import Containment
 from playbooks.notifiers import load_response_config
 from playbooks.state import PendingAction
@@ -41,19 +39,10 @@ IdArg = Annotated[str, typer.Argument(help="Action id (act-…).", show_default=
 
 @contextmanager
 def _containment(data_dir: Path | None, playbooks: Path) -> Iterator[Containment]:
-    try:
-        store = open_store(settings_for(data_dir))
-    except MarketGuardError as exc:
-        fail(f"{exc} (is `marketguard serve` running on this data directory?)")
-        raise  # unreachable
-    try:
+    with data_store(settings_for(data_dir)) as store:
         notifier_file = playbooks / "notifiers.yaml"
         webhook = load_response_config(notifier_file)[0].containment if notifier_file.is_file() else None
         yield Containment(DuckDBActionStore(store), open_audit(store), webhook)  # type: ignore[arg-type]
-    except MarketGuardError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 def _show(action: PendingAction, as_json: bool) -> None:

@@ -19,11 +19,10 @@ from typing import Annotated
 
 import typer
 
-from marketguard.app.cli_common import DataDirOpt, err, fail, settings_for
+from marketguard.app.cli_common import DataDirOpt, data_store, err, fail, settings_for
 from marketguard.cases.audit import AuditLog, open_audit, verify_bundle
 from marketguard.config import Settings
 from marketguard.errors import MarketGuardError
-from marketguard.store import open_store
 
 __all__ = ["audit_app", "export_key"]
 
@@ -49,17 +48,8 @@ def export_key(settings: Settings, key_file: Path | None = None, *, create: bool
 
 @contextmanager
 def _audit(settings: Settings) -> Iterator[AuditLog]:
-    try:
-        store = open_store(settings)
-    except MarketGuardError as exc:
-        fail(f"{exc} (is `marketguard serve` running on this data directory?)")
-        raise  # unreachable
-    try:
+    with data_store(settings) as store:
         yield open_audit(store)
-    except MarketGuardError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 def _when(value: str, name: str) -> datetime:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -10,8 +12,9 @@ from rich.console import Console
 
 from marketguard.config import Settings, load_settings
 from marketguard.errors import MarketGuardError
+from marketguard.store import Store, open_store
 
-__all__ = ["err", "DataDirOpt", "fail", "settings_for"]
+__all__ = ["err", "DataDirOpt", "fail", "settings_for", "data_store"]
 
 err = Console(stderr=True)
 
@@ -34,3 +37,19 @@ def settings_for(data_dir: Path | None) -> Settings:
     except MarketGuardError as exc:
         fail(str(exc))
         raise  # unreachable
+
+
+@contextmanager
+def data_store(settings: Settings) -> Iterator[Store]:
+    """The data directory's store for a CLI command; every refusal becomes a one-line exit 2."""
+    try:
+        store = open_store(settings)
+    except MarketGuardError as exc:
+        fail(f"{exc} (is `marketguard serve` running on this data directory?)")
+        raise  # unreachable
+    try:
+        yield store
+    except MarketGuardError as exc:
+        fail(str(exc))
+    finally:
+        store.close()

@@ -17,10 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketguard.app.cli_common import DataDirOpt, err, fail, settings_for
+from marketguard.app.cli_common import DataDirOpt, data_store, err, settings_for
 from marketguard.auth import ROLES, KeyStore, open_keys
-from marketguard.errors import MarketGuardError
-from marketguard.store import open_store
 
 __all__ = ["keys_app"]
 
@@ -37,17 +35,8 @@ class ListOutput(StrEnum):
 @contextmanager
 def _keys(data_dir: DataDirOpt) -> Iterator[KeyStore]:
     """The key store of the data directory; every refusal becomes a one-line exit 2."""
-    try:
-        store = open_store(settings_for(data_dir))
-    except MarketGuardError as exc:
-        fail(f"{exc} (is `marketguard serve` running on this data directory?)")
-        raise  # unreachable
-    try:
+    with data_store(settings_for(data_dir)) as store:
         yield open_keys(store)
-    except MarketGuardError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 @keys_app.command("create")

@@ -19,11 +19,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from marketguard.app.cli_common import DataDirOpt, err, fail, settings_for
+from marketguard.app.cli_common import DataDirOpt, data_store, err, fail, settings_for
 from marketguard.cases.audit import AuditLog, open_audit
 from marketguard.cases.tickets import Ticket, TicketFilters, TicketStore, open_tickets
-from marketguard.errors import MarketGuardError
-from marketguard.store import open_store
 from marketguard.types import Priority, TicketStatus
 
 __all__ = ["tickets_app"]
@@ -48,18 +46,9 @@ def _actor(actor: str | None) -> str:
 @contextmanager
 def _open(data_dir: DataDirOpt) -> Iterator[tuple[TicketStore, AuditLog]]:
     """Ticket store and audit log of the data directory; every refusal is a one-line exit 2."""
-    try:
-        store = open_store(settings_for(data_dir))
-    except MarketGuardError as exc:
-        fail(f"{exc} (is `marketguard serve` running on this data directory?)")
-        raise  # unreachable
-    try:
+    with data_store(settings_for(data_dir)) as store:
         audit = open_audit(store)
         yield open_tickets(store, audit), audit
-    except MarketGuardError as exc:
-        fail(str(exc))
-    finally:
-        store.close()
 
 
 def _json(t: Ticket) -> dict[str, Any]:

@@ -92,13 +92,7 @@ class DuckDBAuditLog:
 
     # -- reads ------------------------------------------------------------------------------------
     def _read(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        cur = self._store.cursor()
-        try:
-            return cur.execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"audit query failed: {exc}") from exc
-        finally:
-            cur.close()
+        return self._store.read(sql, params, "audit query")
 
     def entries(self, from_seq: int | None = None, to_seq: int | None = None, *, object: str | None = None,
                 limit: int | None = None) -> list[AuditEntry]:

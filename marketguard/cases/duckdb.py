@@ -280,13 +280,7 @@ class DuckDBCaseStore:
 
     # -- reads ------------------------------------------------------------------------------------
     def _read(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        cur = self._store.cursor()
-        try:
-            return cur.execute(sql, list(params)).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"case query failed: {exc}") from exc
-        finally:
-            cur.close()
+        return self._store.read(sql, params, "case query")
 
     def _page(self, table: str, cols: Sequence[str], filters: CaseFilters | None, cursor: str | None, limit: int) -> tuple[list[tuple[Any, ...]], str | None]:
         where, params = _where(table, filters or CaseFilters(), cursor)

@@ -246,13 +246,7 @@ class DuckDBTicketStore:
 
     # -- reads ------------------------------------------------------------------------------------
     def _read(self, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        cur = self._store.cursor()
-        try:
-            return cur.execute(sql, params).fetchall()
-        except duckdb.Error as exc:
-            raise StoreError(f"ticket query failed: {exc}") from exc
-        finally:
-            cur.close()
+        return self._store.read(sql, params, "ticket query")
 
     def get(self, ticket_id: str, *, principal: Principal | None = None) -> Ticket | None:
         """One ticket; None when unknown or another seller's; redacted for a seller."""

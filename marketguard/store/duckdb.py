@@ -288,6 +288,17 @@ class DuckDBStore:
                 self._con.execute(f"SET temp_directory = '{self._spill}'").fetchall()
             self._con.execute(f"SET memory_limit = '{int(megabytes)}MB'").fetchall()
 
+    def read(self, query: str, params: Sequence[Any] = (), what: str = "query") -> list[tuple[Any, ...]]:
+        """Read rows on a fresh cursor for the sibling DuckDB modules (cases, tickets, audit,
+        playbook state); a DuckDB failure becomes a :class:`StoreError` saying ``what`` failed."""
+        cur = self.cursor()
+        try:
+            return cur.execute(query, list(params)).fetchall()
+        except duckdb.Error as exc:
+            raise StoreError(f"{what} failed: {exc}") from exc
+        finally:
+            cur.close()
+
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run read-only SQL for diagnostics and tests; DuckDB-specific, not part of the protocol."""
         with self._lock:
