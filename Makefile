@@ -20,11 +20,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install MarketGuard with its test tools
 
-install-tools:  ## promtool, prometheus, amtool for tests/deploy (Debian packages; needs root, as on CI)
-	@command -v promtool >/dev/null && command -v prometheus >/dev/null && command -v amtool >/dev/null \
-	  || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus prometheus-alertmanager)
+APT_PKGS := prometheus prometheus-alertmanager poppler-utils chromium chromium-driver \
+            libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-demo: install  ## run the demo scenario through the real pipeline (embedded DuckDB store)
+install-tools:  ## Debian packages: promtool/amtool (alerting tests), pango (PDF reports), poppler, chromium (browser tests)
+	@missing=$$(for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "apt-get install $$missing"; \
+	  $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $$missing; fi
+
+demo: install install-tools  ## run the demo scenario through the real pipeline (embedded DuckDB store)
 	$(BIN)/marketguard demo
 
 test: install install-tools  ## architecture contract, lint, then the whole test suite
