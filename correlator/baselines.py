@@ -35,6 +35,7 @@ that triggered them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging as _logging
 from collections.abc import Sequence
@@ -45,6 +46,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from marketguard.detections import Detection
 from marketguard.schema import EVENT_FIELDS
@@ -124,7 +126,8 @@ class NoveltySignal:
 
 
 class Baselines(Protocol):
-    """Where per-window counts live between runs (see :mod:`correlator.baselines_duckdb`)."""
+    """Where per-window counts live between runs (:mod:`correlator.baselines_duckdb`,
+    :mod:`correlator.baselines_elasticsearch`)."""
 
     def add(self, signal: str, counts: pd.DataFrame) -> None:
         """Add ``counts`` (columns entity, bucket, count) to the stored counts."""
@@ -260,9 +263,10 @@ def run_baselines(
         time_upto=window.time_upto, dataset=window.dataset,
     )  # fmt: skip
     fields = _fields(volume, ratios, novelty)
-    new = _events(store, window, fields)
+    keep = _Relevance(volume, ratios, novelty)
+    new = _events(store, window, fields, keep)
     if new.empty:
-        return []
+        return []  # nothing any signal counts, learns or judges: no state to update
     new["_fresh"] = new["_seq"] > baselines.counted()
     run = int(window.seq_after or 0)
     out: list[Detection] = []
@@ -271,7 +275,10 @@ def run_baselines(
     if ratios or novelty:
         span = max(s.window for s in [*ratios, *novelty])
         lo, hi = new["@timestamp"].min(), new["@timestamp"].max()
-        context = _events(store, MatchWindow(time_after=lo - span, time_upto=hi), fields)
+        # Ratios and novelty only alert on a new event they select: without one, the trailing
+        # window is not read (novelty still learns from ``new``).
+        judged = _judged(new, ratios, novelty)
+        context = _events(store, MatchWindow(time_after=lo - span, time_upto=hi), fields, keep) if judged else new.iloc[0:0]
         fresh = set(new["event.id"])
         for ratio in ratios:
             out += _ratio(ratio, context, fresh)
@@ -295,13 +302,61 @@ def _fields(
     return sorted(names)
 
 
-def _events(store: Store, window: MatchWindow, fields: list[str]) -> pd.DataFrame:
-    """``_seq``, ``event.id``, ``@timestamp`` and ``fields`` (schema columns or labels keys)."""
+class _Relevance:
+    """Which stored events a set of signals can use, decided in Arrow before any per-row work.
+
+    A superset: an event is kept when one of the signals' ``field: value`` selectors may hold
+    for it (a schema column equal to the value ignoring case; for a field kept in ``labels``,
+    the value occurring in the labels text), or when it names a novelty signal's entity (it
+    teaches that entity's attributes). The signals' own selection still decides.
+    """
+
+    def __init__(
+        self, volume: Sequence[VolumeSignal], ratios: Sequence[RatioSignal], novelty: Sequence[NoveltySignal]
+    ) -> None:
+        pairs = {(_ACTION, v.action) for v in volume}
+        pairs |= {(n, val) for r in ratios for spec in (r.base, r.other) for n, val in spec.items()}
+        pairs |= {(_ACTION, val) for n in novelty for val in (n.success, n.failure)}
+        self.pairs = sorted(pairs)
+        self.present = sorted({n.entity for n in novelty})
+
+    def mask(self, table: pa.Table) -> pa.ChunkedArray | None:
+        """True for the rows to keep; None when every row must be kept."""
+        conditions = []
+        for name, value in self.pairs:
+            if name in EVENT_FIELDS:
+                column = pc.cast(table.column(name), pa.string())
+                conditions.append(pc.equal(pc.utf8_lower(column), value.lower()))
+            elif value.isascii() and value.isprintable() and not set(value) & {'"', "\\"}:
+                conditions.append(pc.match_substring(table.column("labels"), value, ignore_case=True))
+            else:
+                return None  # JSON may escape the value: no safe test on the labels text
+        for name in self.present:
+            if name not in EVENT_FIELDS:
+                return None
+            conditions.append(pc.is_valid(table.column(name)))
+        if not conditions:
+            return None
+        return pc.fill_null(functools.reduce(pc.or_kleene, conditions), False)
+
+
+def _judged(new: pd.DataFrame, ratios: Sequence[RatioSignal], novelty: Sequence[NoveltySignal]) -> bool:
+    """Whether a new event is one a ratio (base or other) or a novelty signal (success) judges."""
+    specs = [spec for r in ratios for spec in (r.base, r.other)] + [{_ACTION: n.success} for n in novelty]
+    return any(bool(_select(new, spec).any()) for spec in specs)
+
+
+def _events(store: Store, window: MatchWindow, fields: list[str], keep: _Relevance | None = None) -> pd.DataFrame:
+    """``_seq``, ``event.id``, ``@timestamp`` and ``fields`` (schema columns or labels keys) of
+    the window's events (only those ``keep`` finds relevant)."""
     schema = [f for f in fields if f in EVENT_FIELDS]
     columns = ["event.id", "@timestamp", "labels", *schema]
     batches = list(store.scan(window, columns))
-    if batches:
-        frame = pa.Table.from_batches(batches).to_pandas()
+    table = pa.Table.from_batches(batches) if batches else None
+    if table is not None and keep is not None and (mask := keep.mask(table)) is not None:
+        table = table.filter(mask)
+    if table is not None and table.num_rows:
+        frame = table.to_pandas()
     else:
         frame = pd.DataFrame({c: pd.Series(dtype=object) for c in ["_seq", *columns]})
     frame = frame.sort_values(["@timestamp", "event.id"], kind="stable").reset_index(drop=True)
@@ -575,8 +630,14 @@ def _duckdb_baselines(store: Store) -> Baselines:
     return DuckDBBaselines(store)  # type: ignore[arg-type]
 
 
+def _elasticsearch_baselines(store: Store) -> Baselines:
+    from correlator.baselines_elasticsearch import ElasticsearchBaselines
+
+    return ElasticsearchBaselines(store)  # type: ignore[arg-type]
+
+
 #: Store dialect -> baseline-state factory (baselines live beside the events).
-BASELINE_STORES = {"duckdb": _duckdb_baselines}
+BASELINE_STORES = {"duckdb": _duckdb_baselines, "elasticsearch": _elasticsearch_baselines}
 
 
 def open_baselines(store: Store) -> Baselines | None:

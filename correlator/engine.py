@@ -7,9 +7,10 @@ correlation windows are computed here, identically for every backend.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,8 +110,13 @@ def run_rules(
         run.seconds = time.perf_counter() - started
         return rule, table, run
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for rule, table, run in pool.map(one, rules.detections):
+    with contextlib.ExitStack() as stack:
+        if threads > 1:
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=threads))
+            outcomes: Iterable[tuple[DetectionRule, pa.Table | None, RuleRun]] = pool.map(one, rules.detections)
+        else:  # in the caller's thread: no pool to start per call, and its CPU time is the caller's
+            outcomes = map(one, rules.detections)
+        for rule, table, run in outcomes:
             result.runs[rule.id] = run
             if table is not None and table.num_rows:
                 matched[rule.id] = table

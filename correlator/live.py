@@ -10,7 +10,8 @@ Each cycle:
    buffer of earlier matches that covers at least each rule's required lookback before the
    earliest new event. A late event older than the buffer makes the engine load that span's
    matches from the store first. Windows are evaluated with ``since`` = the earliest new event,
-   so only hits that involve new events are reported.
+   over the buffer's matches from the required lookback before it, so only hits that involve
+   new events are reported and a cycle's cost follows its own span, not the buffer's.
 4. Detections are recorded in the case store (idempotent), *then* the checkpoint is written.
    A crash between the two re-evaluates the same window after restart; the case store's
    de-duplication makes that harmless. So ``kill -9`` at any moment neither misses nor
@@ -25,8 +26,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -36,16 +38,20 @@ import pyarrow as pa
 from correlator.baselines import Baselines, run_baselines
 from correlator.correlation import required_lookback
 from correlator.engine import EngineResult, RuleRun, correlate, run_rules
+from correlator.match_buffer import MatchBuffer
 from correlator.rules import CorrelationRule, RuleSet
 from marketguard.config import Settings
 from marketguard.detections import Detection
 from marketguard.metrics import METRICS, Metrics
 from marketguard.store import MatchWindow, Store
 
-__all__ = ["LiveEngine", "RuleStatus", "CycleReport", "DetectionSink"]
+__all__ = ["LiveEngine", "RuleStatus", "CycleReport", "DetectionSink", "STAGES"]
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "engine"
+
+#: The stages of one cycle, in order, as :attr:`CycleReport.stages` and the DEBUG log name them.
+STAGES = ("rules", "correlate", "baselines", "record", "checkpoint")
 
 
 class DetectionSink(Protocol):
@@ -74,12 +80,14 @@ class RuleStatus:
 
 @dataclass(frozen=True)
 class CycleReport:
-    """One engine cycle."""
+    """One engine cycle. ``stages`` maps each stage of :data:`STAGES` that ran to its
+    (wall-clock seconds, CPU seconds of the engine thread)."""
 
     seq_from: int
     seq_upto: int
     detections: int
     seconds: float
+    stages: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 class LiveEngine:
@@ -91,8 +99,9 @@ class LiveEngine:
     ):
         self.store, self.rules, self.sink, self.settings, self.metrics = store, rules, sink, settings, metrics
         self.baselines = baselines
-        self._buffers: dict[str, pd.DataFrame] = {}
+        self._buffers: dict[str, MatchBuffer] = {}
         self._buffer_low: dict[str, datetime] = {}
+        self._buffered_upto = 0  # the ingest sequence up to which matches are in the buffers
         self._lock = threading.Lock()
         self._scheduler: Any = None
         self.status: dict[str, RuleStatus] = {
@@ -131,23 +140,32 @@ class LiveEngine:
         """Evaluate everything ingested since the checkpoint; record; advance the checkpoint."""
         with self._lock:
             started = time.perf_counter()
+            stages: dict[str, tuple[float, float]] = {}
             seq_from = int((self.store.get_checkpoint(CHECKPOINT) or {}).get("seq", 0))
             upto = self.store.max_seq()
             detections: list[Detection] = []
             if upto > seq_from:
                 new = MatchWindow(seq_after=seq_from, seq_upto=upto)
-                result = run_rules(self.store, self.rules, new, correlate=False)
-                detections.extend(result.detections)
-                detections.extend(self._correlate(result, seq_from))
-                detections.extend(self._baselines(new, seq_from, upto))
+                with _stage(stages, "rules"):
+                    result = run_rules(self.store, self.rules, new, correlate=False)
+                    detections.extend(result.detections)
+                with _stage(stages, "correlate"):
+                    detections.extend(self._correlate(result, seq_from, upto))
+                with _stage(stages, "baselines"):
+                    detections.extend(self._baselines(new, seq_from, upto))
                 self._note(result)
                 if detections:
-                    self.sink.record(detections)
+                    with _stage(stages, "record"):
+                        self.sink.record(detections)
                     self._observe_latency(detections)
-                self.store.set_checkpoint(CHECKPOINT, {"seq": upto, "at": datetime.now(UTC).isoformat()})
+                with _stage(stages, "checkpoint"):
+                    self.store.set_checkpoint(CHECKPOINT, {"seq": upto, "at": datetime.now(UTC).isoformat()})
             seconds = time.perf_counter() - started
             self._flag_behind(seconds)
-            return CycleReport(seq_from, upto, len(detections), seconds)
+            report = CycleReport(seq_from, upto, len(detections), seconds, stages)
+            if upto > seq_from:
+                log.debug("cycle %s", _describe(report))
+            return report
 
     def _baselines(self, new: MatchWindow, seq_from: int, upto: int) -> list[Detection]:
         """Behavioural baselines (fraud volume and ratio signals) over the new events."""
@@ -159,8 +177,9 @@ class LiveEngine:
             log.exception("baselines failed on seq %d..%d", seq_from, upto)
             return []
 
-    def _correlate(self, result: EngineResult, seq_from: int) -> list[Detection]:
+    def _correlate(self, result: EngineResult, seq_from: int, upto: int) -> list[Detection]:
         out: list[Detection] = []
+        again = seq_from < self._buffered_upto  # a window re-run after a failed cycle
         for corr in self.rules.correlations:
             new = [self._frame(rid, result.matched.get(rid)) for rid in corr.rules]
             new_frames = [f for f in new if f is not None]
@@ -168,13 +187,24 @@ class LiveEngine:
                 continue
             fresh = pd.concat(new_frames, ignore_index=True)
             earliest = fresh["@timestamp"].min().to_pydatetime()
-            self._extend_back(corr, earliest - required_lookback(corr), seq_from)
-            buffer = pd.concat([self._buffers.get(corr.id), fresh], ignore_index=True)
-            buffer = buffer.drop_duplicates(subset=["event.id", "_rule"])
-            self._buffers[corr.id] = self._pruned(corr, buffer)
-            run = correlate(corr, buffer, out, since=earliest - timedelta(microseconds=1))
-            self._note_run(run)
+            need = earliest - required_lookback(corr)
+            self._extend_back(corr, need, seq_from)
+            buffer = self._buffer(corr)
+            buffer.add(fresh, dedupe=again)
+            # Only hits ending after ``earliest`` are wanted, and they are exact from ``need``
+            # on: the buffer's older part (kept for late events) is not evaluated again.
+            recent = buffer.since(need)
+            if recent is not None:
+                self._note_run(correlate(corr, recent, out, since=earliest - timedelta(microseconds=1)))
+            self._prune(corr, buffer)  # after evaluating: this cycle's events may span more
+        self._buffered_upto = max(self._buffered_upto, upto)
         return out
+
+    def _buffer(self, corr: CorrelationRule) -> MatchBuffer:
+        if corr.id not in self._buffers:
+            span = required_lookback(corr) + timedelta(seconds=self.settings.lookback_s)
+            self._buffers[corr.id] = MatchBuffer(max(timedelta(minutes=1), span / 64))
+        return self._buffers[corr.id]
 
     def _frame(self, rule_id: str, table: pa.Table | None) -> pd.DataFrame | None:
         if table is None or table.num_rows == 0:
@@ -193,16 +223,21 @@ class LiveEngine:
         older = run_rules(self.store, referenced, window, correlate=False)
         frames = [self._frame(rid, older.matched.get(rid)) for rid in corr.rules]
         frames = [f for f in frames if f is not None]
-        if frames:
-            self._buffers[corr.id] = pd.concat([self._buffers.get(corr.id), *frames], ignore_index=True)
+        if frames:  # the buffer may hold some of them already (at its lower edge)
+            self._buffer(corr).add(pd.concat(frames, ignore_index=True), dedupe=True)
         self._buffer_low[corr.id] = need_from
 
-    def _pruned(self, corr: CorrelationRule, buffer: pd.DataFrame) -> pd.DataFrame:
-        keep_from = buffer["@timestamp"].max() - required_lookback(corr) - timedelta(seconds=self.settings.lookback_s)
+    def _prune(self, corr: CorrelationRule, buffer: MatchBuffer) -> None:
+        """Forget matches older than the lookback before the newest one; the buffer is complete
+        from that time on (``_buffer_low``)."""
+        latest = buffer.latest()
+        if latest is None:
+            return
+        keep_from = (latest - required_lookback(corr) - timedelta(seconds=self.settings.lookback_s)).to_pydatetime()
         low = self._buffer_low.get(corr.id)
-        if low is None or keep_from.to_pydatetime() > low:
-            self._buffer_low[corr.id] = keep_from.to_pydatetime()
-        return buffer[buffer["@timestamp"] >= keep_from].reset_index(drop=True)
+        if low is None or keep_from > low:
+            self._buffer_low[corr.id] = keep_from
+        buffer.prune(keep_from)
 
     # -- reporting -------------------------------------------------------------------------------
     def _note(self, result: EngineResult) -> None:
@@ -237,3 +272,19 @@ class LiveEngine:
                 self.metrics.detection_latency.observe(max(0.0, (now - ingested).total_seconds()))
 
 
+@contextmanager
+def _stage(stages: dict[str, tuple[float, float]], name: str) -> Iterator[None]:
+    """Time one stage of a cycle: wall clock and this thread's CPU time."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    try:
+        yield
+    finally:
+        stages[name] = (time.perf_counter() - wall, time.thread_time() - cpu)
+
+
+def _describe(report: CycleReport) -> str:
+    """One parseable line: ``events=N detections=N seconds=S <stage>=wall/cpu …``."""
+    parts = [f"events={report.seq_upto - report.seq_from}", f"detections={report.detections}",
+             f"seconds={report.seconds:.4f}"]
+    parts += [f"{name}={wall:.4f}/{cpu:.4f}" for name, (wall, cpu) in report.stages.items()]
+    return " ".join(parts)

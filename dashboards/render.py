@@ -4,7 +4,11 @@
 DuckDB store, scheduled detection engine over ``rules/``), sends a short demo scenario over
 HTTP, scrapes ``/metrics`` after every batch, reads alerts and incidents through the API,
 then draws each dashboard (``dashboards/grafana/*.json``) with matplotlib into
-``docs/dashboards/<uid>.png``. Prometheus panels are drawn from the scraped samples; panels
+``docs/dashboards/<uid>.png``. Besides the access log, the run sends gateway JSON events with
+fraud campaigns, checkout traffic ending in an outage and sellers' support tickets, evaluates
+the SLOs and seller SLA once, and has on-call
+acknowledge and resolve a few incidents' tickets over the API, so the fraud, seller-breach and
+MTTA/MTTR panels have data. Prometheus panels are drawn from the scraped samples; panels
 on the Elasticsearch datasources are computed from the same events/alerts/incidents the
 ES backend indexes. A panel whose metric the service does not expose yet says so.
 """
@@ -18,6 +22,7 @@ import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from marketguard.app.localserver import LocalServer
 from marketguard.app.scenario import generate
+from marketguard.app.scenario.fraud import generate_fraud
+from marketguard.app.scenario.sla import generate_sla
 from marketguard.app.services import build_services
 from marketguard.config import load_settings
 from marketguard.store import MatchWindow
@@ -71,8 +78,10 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def drive(normal: int = 3_000, *, workdir: Path | None = None, keep_open: Any = None) -> Run:
+def drive(normal: int = 3_000, *, workdir: Path | None = None, keep_open: Any = None, slo_traffic: bool = True) -> Run:
     """Run a short scenario through the real service and record what it exposed.
+
+    ``slo_traffic`` adds six hours of checkout traffic for the SLO panels (the slowest part).
 
     ``keep_open`` is called with (server url, run) while the server is still up, so a caller
     (the Prometheus scrape test) can point a real Prometheus at it.
@@ -82,13 +91,16 @@ def drive(normal: int = 3_000, *, workdir: Path | None = None, keep_open: Any = 
     services = build_services(settings)
     ingest = services.keys.create("render-gateway", "ingest")
     analyst = services.keys.create("render-analyst", "analyst")
+    oncall = services.keys.create("render-oncall", "oncall")
     scenario = generate(normal, seed=11)
     run = Run()
     with LocalServer(services) as server:
         run.url = server.url
         with httpx.Client(base_url=server.url, timeout=60) as client:
             _send(client, ingest, scenario.lines, run)
+            _send_fraud_and_support(client, ingest, services, scenario.start, run, slo_traffic)
             _wait_for_engine(services)
+            _work_tickets(client, oncall, services, run)
             run.metrics_text = client.get("/metrics").text
             run.scrapes.append((time.time(), _samples(run.metrics_text)))
             headers = {"Authorization": f"Bearer {analyst}"}
@@ -113,6 +125,50 @@ def _send(client: httpx.Client, key: str, lines: list[str], run: Run) -> None:
         time.sleep(0.3)
 
 
+def _send_fraud_and_support(client: httpx.Client, key: str, services: Any, start: Any, run: Run,
+                            slo_traffic: bool = True) -> None:
+    """Gateway JSON events with fraud campaigns (fraud alerts by family), then six hours of
+    checkout traffic ending in an outage and sellers' support tickets, and one SLO / seller-SLA
+    evaluation (burn rates, breaches), scraping after each step."""
+    headers = {"Authorization": f"Bearer {key}"}
+    events = generate_fraud(seed=11, normal=600, start=start).events
+    for first in range(0, len(events), BATCH * 2):
+        body = "".join(json.dumps(e) + "\n" for e in events[first : first + BATCH * 2])
+        resp = client.post("/api/v1/logs", content=body, headers={
+            **headers, "Content-Type": "application/x-ndjson", "X-Batch-Id": f"render-fraud-{first}"})
+        resp.raise_for_status()
+        run.scrapes.append((time.time(), _samples(client.get("/metrics").text)))
+        time.sleep(0.1)
+    sla = generate_sla(11)
+    if slo_traffic:
+        body = "".join(json.dumps(e) + "\n" for e in sla.api_events)
+        client.post("/api/v1/logs", content=body, headers={
+            **headers, "Content-Type": "application/x-ndjson", "X-Batch-Id": "render-checkout"}).raise_for_status()
+    client.post("/api/v1/support-events", json=sla.support_events, headers=headers).raise_for_status()
+    _wait_for_engine(services)
+    services.run_sla()  # one SLO and seller-SLA evaluation now rather than on its interval
+    run.scrapes.append((time.time(), _samples(client.get("/metrics").text)))
+
+
+def _work_tickets(client: httpx.Client, key: str, services: Any, run: Run, limit: int = 6) -> None:
+    """On-call acknowledges, then resolves, the tickets of a few incidents (MTTA, MTTR).
+
+    The tickets are the ones the ``open_ticket`` playbook step opens (routing policy, same
+    idempotency key), opened here so the run need not wait for every playbook's notifications.
+    """
+    ids = []
+    for incident in services.cases.incidents(None, None, limit).items:
+        detail = services.cases.incident(incident.id)
+        for new in services.ticket_policy.plan(detail.incident, detail.alerts, now=datetime.now(UTC)):
+            ids.append(services.tickets.open(new, actor="playbook:render").ticket.id)
+    headers = {"Authorization": f"Bearer {key}"}
+    for status in ("acknowledged", "resolved"):
+        time.sleep(0.5)
+        for ticket_id in ids:
+            client.patch(f"/api/v1/tickets/{ticket_id}", json={"status": status}, headers=headers).raise_for_status()
+        run.scrapes.append((time.time(), _samples(client.get("/metrics").text)))
+
+
 def _wait_for_engine(services: Any, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -126,18 +182,22 @@ def _wait_for_engine(services: Any, timeout: float = 120.0) -> None:
 _METRIC = re.compile(r"\b(marketguard_[a-z0-9_]+)")
 _BY = re.compile(r"\bby\s*\(([^)]*)\)")
 _MATCHER = re.compile(r'(\w+)\s*(=~|!=|=)\s*"([^"]*)"')
+_AGGREGATION = re.compile(r"\b(?:sum|max|min|avg|count|topk|bottomk)\s*\(")
+_LEGEND = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
-def _series(run: Run, expr: str) -> dict[str, tuple[list[float], list[float]]]:
+def _series(run: Run, expr: str, legend: str = "") -> dict[str, tuple[list[float], list[float]]]:
     """Approximate a panel expression on the scraped samples: its metric and label matchers,
-    summed ``by`` its grouping labels; counters become rates, ``histogram_quantile`` a quantile
-    of the bucket increments between scrapes, ``time() - x`` an age."""
+    summed ``by`` its grouping labels (an expression without aggregation keeps the series its
+    ``legend`` names apart); counters become rates, ``histogram_quantile`` a quantile of the
+    bucket increments between scrapes, ``time() - x`` an age."""
     names = _METRIC.findall(expr)
     if not names:
         return {}
     name = names[0]
     grouping = _BY.search(expr)
-    by = [x.strip() for x in (grouping.group(1).split(",") if grouping else []) if x.strip() and x.strip() != "le"]
+    labels = grouping.group(1).split(",") if grouping else ([] if _AGGREGATION.search(expr) else _LEGEND.findall(legend))
+    by = [x.strip() for x in labels if x.strip() and x.strip() != "le"]
     matchers = [(k, op, v) for k, op, v in _MATCHER.findall(expr) if not v.startswith("$")]
     quantile = re.search(r"histogram_quantile\(\s*([0-9.]+)", expr)
     raw: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0] * len(run.scrapes))
@@ -272,12 +332,14 @@ def _draw_panel(ax: Any, run: Run, panel: dict[str, Any], pending: set[str]) -> 
     drew = False
     for target in panel.get("targets", []):
         if "expr" in target:
-            series = sorted(_series(run, target["expr"]).items(), key=lambda kv: -max(kv[1][1], default=0))
+            series = sorted(_series(run, target["expr"], target.get("legendFormat", "")).items(),
+                            key=lambda kv: -max(kv[1][1], default=0))
             for label, (ts, vs) in series[:8]:
                 if ts:
                     t0 = run.scrapes[0][0]
                     legend = target.get("legendFormat", "")
-                    ax.plot([x - t0 for x in ts], vs, label=(label if "{{" in legend or not legend else legend)[:30])
+                    ax.plot([x - t0 for x in ts], vs, label=(label if "{{" in legend or not legend else legend)[:30],
+                            marker="o" if len(ts) == 1 else None)  # one point (a stat): still visible
                     drew = True
         else:
             drew = _draw_es(ax, run, target) or drew

@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted request body (after gzip decoding).")
     ingest_queue_batches: int = Field(64, ge=1, description="Batches waiting for the writer before ingest answers 429.")
     ingest_retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
+    console_session_ttl_s: float = Field(8 * 3600.0, gt=0, description="Web console: a sign-in lasts this long.")
+    console_cookie_secure: bool = Field(False, description="Web console: send the session cookie only over HTTPS (set behind TLS).")
 
     routing_file: Path = Field(Path("playbooks/routing.yaml"), description="Ownership routing, priority matrix and SLAs.")
     monitors_file: Path = Field(Path("monitors.yaml"), description="Uptime monitors YAML; relative to data_dir; no file = no monitors.")

@@ -11,9 +11,14 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-__all__ = ["Metrics", "make_metrics", "METRICS", "REGISTRY"]
+__all__ = ["Metrics", "make_metrics", "METRICS", "REGISTRY", "ACK_BUCKETS", "RESOLVE_BUCKETS"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+
+#: MTTA buckets (seconds), on the response SLAs of playbooks/routing.yaml: 15m (P1), 1h, 4h, 24h.
+ACK_BUCKETS = (60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 259200)
+#: MTTR buckets (seconds), on the resolution SLAs: 4h (P1), 24h, 3d, 14d.
+RESOLVE_BUCKETS = (900, 3600, 14400, 28800, 86400, 259200, 604800, 1209600, 2592000)
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,10 @@ class Metrics:
     seller_sla_compliance: Gauge
     seller_score: Gauge
     audit_chain_verified: Gauge
+    seller_sla_breaches: Counter
+    incident_acknowledge: Histogram
+    incident_resolve: Histogram
+    fraud_alerts: Counter
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -85,6 +94,10 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         seller_sla_compliance=Gauge("marketguard_seller_sla_compliance_ratio", "Share of a seller's support tickets within the SLA over the rolling window (category: all).", ["seller", "category"], registry=registry),
         seller_score=Gauge("marketguard_seller_service_score", "The seller's 0-100 service score.", ["seller"], registry=registry),
         audit_chain_verified=Gauge("marketguard_audit_chain_verified", "1 if the last scheduled audit verification found the hash chain intact, else 0.", registry=registry),
+        seller_sla_breaches=Counter("marketguard_seller_sla_breaches_total", "Seller support-SLA breaches, counted once when the breach is first recorded (each opens an sla alert owned by the seller).", ["seller", "category"], registry=registry),
+        incident_acknowledge=Histogram("marketguard_incident_acknowledge_seconds", "From an incident's creation to the first acknowledgement of any of its tickets (MTTA), observed once per incident.", ["severity"], registry=registry, buckets=ACK_BUCKETS),
+        incident_resolve=Histogram("marketguard_incident_resolve_seconds", "From an incident's creation to the resolution of its last open ticket (MTTR), observed once per incident.", ["severity"], registry=registry, buckets=RESOLVE_BUCKETS),
+        fraud_alerts=Counter("marketguard_fraud_alerts_total", "Fraud alerts opened, by family (card_testing, click, account_takeover, promo_abuse; other) and rule level.", ["family", "severity"], registry=registry),
     )
 
 

@@ -21,7 +21,7 @@ from playbooks.model import load_playbooks
 from playbooks.notifiers import ResponseConfig, load_response_config
 from playbooks.notifiers.dispatch import Dispatcher
 from playbooks.runner import PlaybookRunner
-from playbooks.state_duckdb import DuckDBActionStore, DuckDBClockStore, DuckDBStepLog
+from playbooks.state import open_response_state
 from playbooks.steps import Responders
 
 __all__ = ["ResponseStage", "build_response"]
@@ -60,11 +60,12 @@ def build_response(
         log.warning("no notifier configuration at %s: notifications and containment are disabled", notifier_file)
         config, notifiers, strict = ResponseConfig(), {}, False
     dispatcher = Dispatcher(notifiers, audit, retry=config.retry, sleep=sleep, metrics=metrics)
-    containment = Containment(DuckDBActionStore(store), audit, config.containment, retry=config.retry, sleep=sleep, metrics=metrics)  # type: ignore[arg-type]
-    gdpr = GdprClock(DuckDBClockStore(store), tickets, policy, audit, dispatcher=dispatcher,
+    state = open_response_state(store)
+    containment = Containment(state.actions, audit, config.containment, retry=config.retry, sleep=sleep, metrics=metrics)
+    gdpr = GdprClock(state.clocks, tickets, policy, audit, dispatcher=dispatcher,
                      reminder_notifier=gdpr_notifier if gdpr_notifier in notifiers else None, metrics=metrics)
     responders = Responders(store=store, cases=cases, tickets=tickets, policy=policy, audit=audit,
                             dispatcher=dispatcher, containment=containment, gdpr=gdpr, base_url=base_url)
-    runner = PlaybookRunner(load_playbooks(playbook_dir), responders, DuckDBStepLog(store),  # type: ignore[arg-type]
+    runner = PlaybookRunner(load_playbooks(playbook_dir), responders, state.steps,
                             metrics=metrics, strict=strict, sleep=sleep)
     return ResponseStage(runner, dispatcher, containment, gdpr)

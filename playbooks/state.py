@@ -5,18 +5,24 @@
 * :class:`ActionStore`: containment requests and their approval state.
 * :class:`ClockStore`: GDPR Article 33 clocks and the reminders already raised.
 
-:mod:`playbooks.state_duckdb` implements all three in the store's DuckDB file.
+:mod:`playbooks.state_duckdb` implements all three in the store's DuckDB file,
+:mod:`playbooks.state_elasticsearch` in indices beside the Elasticsearch store;
+:func:`open_response_state` picks the one beside the event store, by its dialect.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
+from marketguard.errors import ConfigError
+from marketguard.store import Store
+
 __all__ = [
     "StepRecord", "StepLog", "PendingAction", "ActionStatus", "ActionStore", "GdprClockRecord",
-    "ClockStore", "StepStatus",
+    "ClockStore", "StepStatus", "ResponseState", "RESPONSE_STATES", "open_response_state",
 ]
 
 StepStatus = Literal["done", "failed"]
@@ -125,3 +131,46 @@ class ClockStore(Protocol):
     def update(self, clock: GdprClockRecord) -> None:
         """Store the ticket id and notification / delay record of a clock."""
         ...
+
+
+@dataclass(frozen=True)
+class ResponseState:
+    """The three state stores of the response stage, beside one event store."""
+
+    steps: StepLog
+    actions: ActionStore
+    clocks: ClockStore
+
+
+def _duckdb_state(store: Store) -> ResponseState:
+    from playbooks.state_duckdb import DuckDBActionStore, DuckDBClockStore, DuckDBStepLog
+
+    return ResponseState(DuckDBStepLog(store), DuckDBActionStore(store), DuckDBClockStore(store))  # type: ignore[arg-type]
+
+
+def _elasticsearch_state(store: Store) -> ResponseState:
+    from playbooks.state_elasticsearch import (
+        ElasticsearchActionStore,
+        ElasticsearchClockStore,
+        ElasticsearchStepLog,
+    )
+
+    return ResponseState(ElasticsearchStepLog(store), ElasticsearchActionStore(store),  # type: ignore[arg-type]
+                         ElasticsearchClockStore(store))  # type: ignore[arg-type]
+
+
+#: Store dialect -> response-state factory.
+RESPONSE_STATES: dict[str, Callable[[Store], ResponseState]] = {
+    "duckdb": _duckdb_state, "elasticsearch": _elasticsearch_state,
+}
+
+
+def open_response_state(store: Store) -> ResponseState:
+    """The playbook state that lives beside ``store`` (chosen by its dialect)."""
+    try:
+        factory = RESPONSE_STATES[store.dialect]
+    except KeyError:
+        raise ConfigError(
+            f"no playbook state for the {store.dialect!r} store; valid: {', '.join(sorted(RESPONSE_STATES))}"
+        ) from None
+    return factory(store)

@@ -57,8 +57,9 @@ def _child(log: str, rule_dirs: list[str]) -> None:
     }))
 
 
-def run_bench(*, lines: int, workdir: Path, rule_dirs: list[Path] | None) -> dict[str, float]:
-    """Generate (once) and hunt a ``lines``-line log; print the figures next to the targets."""
+def run_bench(*, lines: int, workdir: Path, rule_dirs: list[Path] | None, es: bool = True) -> dict[str, float]:
+    """Generate (once) and hunt a ``lines``-line log; print the figures next to the targets.
+    With ``es``, also the Elasticsearch path on a local osmem-server (:mod:`marketguard.app.bench_es`)."""
     from marketguard.app.demo import default_rule_dirs
 
     con = Console()
@@ -95,6 +96,10 @@ def run_bench(*, lines: int, workdir: Path, rule_dirs: list[Path] | None) -> dic
         "Other work on this machine slows the wall-clock figures; CPU time is steadier.",
         style="dim", highlight=False,
     )
+    if es:
+        from marketguard.app.bench_es import run_es_bench
+
+        run_es_bench(workdir=workdir, rule_dirs=[Path(d) for d in dirs], console=con)
     return {"events_per_s": eps, "rss_mb": rss_mb}
 
 

@@ -140,6 +140,8 @@ def bench(
     offline: Annotated[bool, typer.Option(help="Run the offline hunt benchmark.")] = True,
     live: Annotated[bool, typer.Option(help="Run the live HTTP ingest + detection benchmark.")] = True,
     live_seconds: Annotated[float, typer.Option(help="How long the live benchmark sends traffic.")] = 20.0,
+    only: Annotated[str | None, typer.Option("--only", help="Run only this benchmark: offline, live or slo.")] = None,
+    es: Annotated[bool, typer.Option("--es/--no-es", help="With the offline benchmark, also the Elasticsearch path on a local osmem-server (wire-level figures, not a cluster's).")] = True,
 ) -> None:
     """Benchmarks, measured and printed (never asserted).
 
@@ -147,17 +149,20 @@ def bench(
     Live: sustained HTTP ingest into `marketguard serve` with every web rule active
     (accepted events/s, detection latency p50/p99 from event timestamp to stored alert).
     """
-    if offline:
+    if only not in (None, "offline", "live", "slo"):
+        fail(f"--only takes offline, live or slo, not {only!r}")
+    if offline and only in (None, "offline"):
         from marketguard.app.bench import run_bench
 
-        run_bench(lines=lines, workdir=workdir, rule_dirs=rules)
-    if live:
+        run_bench(lines=lines, workdir=workdir, rule_dirs=rules, es=es)
+    if live and only in (None, "live"):
         from marketguard.app.bench_live import run_live_bench
 
         run_live_bench(workdir, seconds=live_seconds)
-    from marketguard.app.bench_slo import run_slo_bench
+    if only in (None, "slo"):
+        from marketguard.app.bench_slo import run_slo_bench
 
-    run_slo_bench()
+        run_slo_bench()
 
 
 @app.command()
@@ -192,13 +197,17 @@ def serve(
 def _register_subcommands() -> None:
     from marketguard.app.cli_approvals import approvals_app
     from marketguard.app.cli_audit import audit_app
+    from marketguard.app.cli_incidents import incidents_app
     from marketguard.app.cli_keys import keys_app
+    from marketguard.app.cli_report import report_app
     from marketguard.app.cli_tickets import tickets_app
 
     app.add_typer(keys_app, name="keys")
     app.add_typer(tickets_app, name="tickets")
     app.add_typer(audit_app, name="audit")
     app.add_typer(approvals_app, name="approvals")
+    app.add_typer(incidents_app, name="incidents")
+    app.add_typer(report_app, name="report")
 
 
 _register_subcommands()

@@ -23,8 +23,7 @@ from marketguard.app.cli_common import DataDirOpt, data_store, settings_for
 from marketguard.cases.audit import open_audit
 from playbooks.containment import Containment
 from playbooks.notifiers import load_response_config
-from playbooks.state import PendingAction
-from playbooks.state_duckdb import DuckDBActionStore
+from playbooks.state import PendingAction, open_response_state
 
 __all__ = ["approvals_app"]
 
@@ -42,7 +41,7 @@ def _containment(data_dir: Path | None, playbooks: Path) -> Iterator[Containment
     with data_store(settings_for(data_dir)) as store:
         notifier_file = playbooks / "notifiers.yaml"
         webhook = load_response_config(notifier_file)[0].containment if notifier_file.is_file() else None
-        yield Containment(DuckDBActionStore(store), open_audit(store), webhook)  # type: ignore[arg-type]
+        yield Containment(open_response_state(store).actions, open_audit(store), webhook)
 
 
 def _show(action: PendingAction, as_json: bool) -> None:

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from marketguard.app.localserver import LocalServer
 from marketguard.app.receivers import CaptureServer
+from marketguard.app.reports.demo import write_demo_reports
 from marketguard.app.scenario import Scenario, generate, write_log
 from marketguard.app.scenario.fraud import FamilyScore, generate_fraud, index_by_trace_id
 from marketguard.app.scenario.fraud import score as score_fraud
@@ -222,6 +223,8 @@ def run_demo(settings: Settings, *, normal: int = 20_000, seed: int = 7, console
     con.print(_incidents_table(incidents))
     _print_response(con, response)
     receiver.__exit__(None, None, None)
+    # reports (issue #9): the most severe incident and the period's compliance report, HTML + PDF
+    con.print("Reports: " + ", ".join(str(p) for p in write_demo_reports(settings, settings.data_dir / "reports")), highlight=False)
     con.print("Next: `marketguard serve` to run the service; `marketguard keys create --role ingest --name gateway` "
               "for a key; `marketguard hunt YOUR.log --rules rules` to hunt files offline.")
     return scores

@@ -7,6 +7,16 @@ letters of that batch are committed: acknowledged means durably stored. When the
 full, ``submit`` raises :class:`Backpressure` at once (the API answers 429) instead of
 buffering without bound. A store failure resolves the batch's future with the exception
 (the API answers 503); the writer thread logs it, counts it and carries on.
+
+**Group commit**: the writer takes every batch already waiting (up to :data:`GROUP_BATCHES`
+batches and :data:`GROUP_EVENTS` events) into one append, so one durable commit serves several
+requests. On a real disk a commit costs far more than its rows (the flush of the log): 60
+batches of 2,000 access-log events took 6.3 s one by one and 2.9 s in groups of six, against
+2.4 s one by one in memory (measured with DuckDB on this machine). Under load, batches queue
+and the groups grow by themselves; an idle writer commits each batch at once. Each batch's
+result is its own (events new to the store, duplicates, dead letters), exactly as if it had
+been committed alone, and if a group's commit fails its batches are committed one by one, so
+only the batch at fault is refused.
 """
 
 from __future__ import annotations
@@ -21,16 +31,26 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import get_args
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from collectors.accesslog import ParsedBatch
 from marketguard.config import Settings
 from marketguard.errors import MarketGuardError
 from marketguard.metrics import METRICS, Metrics
-from marketguard.store import Store
+from marketguard.schema import EVENT_FIELDS, EVENT_SCHEMA
+from marketguard.store import MatchWindow, Store
 from marketguard.types import Dataset
 
-__all__ = ["IngestWriter", "IngestResult", "Backpressure", "WriterStopped", "reason_label"]
+__all__ = [
+    "IngestWriter", "IngestResult", "Backpressure", "WriterStopped", "reason_label",
+    "GROUP_BATCHES", "GROUP_EVENTS",
+]
+
+#: Most batches one commit takes from the queue.
+GROUP_BATCHES = 32
+#: Most events one commit takes (a DuckDB row group): a group stops growing beyond it.
+GROUP_EVENTS = 122_880
 
 log = logging.getLogger(__name__)
 
@@ -153,29 +173,105 @@ class IngestWriter:
 
     # -- the writer thread ------------------------------------------------------------------
     def _run(self) -> None:
-        while (job := self._queue.get()) is not None:
+        stopping = False
+        while not stopping and (job := self._queue.get()) is not None:
+            group, stopping = self._gather(job)
             self._metrics.ingest_queue_depth.set(self._queue.qsize())
-            job.future.set_running_or_notify_cancel()  # a cancelled waiter: commit all the same
+            for member in group:
+                member.future.set_running_or_notify_cancel()  # a cancelled waiter: commit all the same
             try:
-                result = self._commit(job)
-            except Exception as exc:  # the hot path never raises: report to the waiter
-                log.error("ingest batch from %s not stored: %s", job.source, exc, exc_info=True)
-                _resolve(job.future, exc)
-                continue
-            _resolve(job.future, result)
-            self._count(job, result)
+                new = self._append([member.batch.events for member in group])
+            except Exception as exc:  # nothing of the group was stored: one transaction
+                if len(group) > 1:
+                    log.warning("group commit of %d batches failed (%s); committing them one by one", len(group), exc)
+                    for member in group:
+                        self._commit([member])
+                    continue
+                new = exc
+            self._finish(group, new)
         self._metrics.ingest_queue_depth.set(0)
 
-    def _commit(self, job: _Job) -> IngestResult:
-        events, dead = job.batch.events, job.batch.dead_letters
-        new = self._store.append_events(events) if events.num_rows else 0
-        # Every event already stored: a retried batch, whose dead letters were kept the
-        # first time. (A batch without a valid event cannot be told apart from a new one.)
-        replay = events.num_rows > 0 and new == 0
-        if dead and not replay:
-            self._store.append_dead_letters(dead)
-        kept = 0 if replay else len(dead)
-        return IngestResult(accepted_new=new, duplicates=events.num_rows - new, dead_lettered=kept)
+    def _gather(self, first: _Job) -> tuple[list[_Job], bool]:
+        """``first`` and the batches already waiting behind it (see the module docstring);
+        True when the stop marker was reached."""
+        group, events = [first], first.batch.events.num_rows
+        while len(group) < GROUP_BATCHES and events < GROUP_EVENTS:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                return group, True
+            group.append(job)
+            events += job.batch.events.num_rows
+        return group, False
+
+    def _commit(self, group: list[_Job]) -> None:
+        """Append the group's events, then finish it (see :meth:`_finish`)."""
+        try:
+            new: list[int] | Exception = self._append([job.batch.events for job in group])
+        except Exception as exc:
+            new = exc
+        self._finish(group, new)
+
+    def _finish(self, group: list[_Job], new: list[int] | Exception) -> None:
+        """Keep the dead letters of every batch that is not a replay, then resolve each batch
+        with its own result, as if it had been committed alone (or with the failure)."""
+        if isinstance(new, Exception):
+            return self._fail(group, new)
+        results, dead = [], []
+        for job, fresh in zip(group, new, strict=True):
+            events = job.batch.events
+            # Every event already stored: a retried batch, whose dead letters were kept the
+            # first time. (A batch without a valid event cannot be told apart from a new one.)
+            replay = events.num_rows > 0 and fresh == 0
+            if not replay:
+                dead.extend(job.batch.dead_letters)
+            kept = 0 if replay else len(job.batch.dead_letters)
+            results.append(IngestResult(accepted_new=fresh, duplicates=events.num_rows - fresh, dead_lettered=kept))
+        try:
+            if dead:
+                self._store.append_dead_letters(dead)
+        except Exception as exc:
+            return self._fail(group, exc)
+        for job, result in zip(group, results, strict=True):
+            _resolve(job.future, result)
+            self._count(job, result)
+        return None
+
+    def _fail(self, group: list[_Job], exc: Exception) -> None:
+        """The hot path never raises: report the failure to every waiter of the group."""
+        for job in group:
+            log.error("ingest batch from %s not stored: %s", job.source, exc, exc_info=exc)
+            _resolve(job.future, exc)
+
+    def _append(self, tables: list[pa.Table]) -> list[int]:
+        """Append the tables in one call; how many events of each were new to the store.
+
+        When some were not (a retried request), the ingest sequence range this append filled
+        says which ids it stored; each goes to the first batch holding it, as one-by-one
+        appends would have done.
+        """
+        filled = [t for t in tables if t.num_rows]
+        if len(filled) <= 1:
+            return [self._store.append_events(t) if t.num_rows else 0 for t in tables]
+        before = self._store.max_seq()
+        stored = self._store.append_events(pa.concat_tables([_normalised(t) for t in filled]))
+        if stored == sum(t.num_rows for t in filled):
+            return [t.num_rows for t in tables]
+        window = MatchWindow(seq_after=before, seq_upto=self._store.max_seq())
+        try:
+            unclaimed = {i for b in self._store.scan(window, ["event.id"]) for i in b.column("event.id").to_pylist()}
+        except Exception:  # committed all the same: share the count out in batch order
+            log.warning("could not read back the ids of a group commit; counts per batch are estimated", exc_info=True)
+            return [min(t.num_rows, left) for t, left in _running_rest(tables, stored)]
+        counts = []
+        for table in tables:
+            ids = set(table.column("event.id").to_pylist()) if table.num_rows else set()
+            mine = ids & unclaimed
+            unclaimed -= mine
+            counts.append(len(mine))
+        return counts
 
     def _count(self, job: _Job, result: IngestResult) -> None:
         try:
@@ -189,6 +285,21 @@ class IngestWriter:
                 m.dead_letters.labels(source=job.source).inc(result.dead_lettered)
         except Exception:  # metrics must never cost a batch
             log.exception("ingest metrics not updated")
+
+
+def _running_rest(tables: list[pa.Table], total: int) -> list[tuple[pa.Table, int]]:
+    """Each table with what is left of ``total`` before it."""
+    out = []
+    for table in tables:
+        out.append((table, total))
+        total = max(0, total - table.num_rows)
+    return out
+
+
+def _normalised(events: pa.Table) -> pa.Table:
+    """The events in the store's column order and types, so that batches concatenate."""
+    events = events.select(list(EVENT_FIELDS))
+    return events if events.schema == EVENT_SCHEMA else events.cast(EVENT_SCHEMA)
 
 
 def _resolve(future: Future[IngestResult], outcome: IngestResult | Exception) -> None:

@@ -177,7 +177,7 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
     )
     services.cases = open_cases(store, settings)
     services.audit = open_audit(store)
-    services.tickets = open_tickets(store, services.audit)
+    services.tickets = open_tickets(store, services.audit, cases=services.cases)
     services.ticket_policy = load_policy(_repo_relative(settings.routing_file))
     services.response = build_response(
         store, services.cases, services.tickets, services.ticket_policy, services.audit,

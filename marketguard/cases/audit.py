@@ -202,8 +202,14 @@ def _duckdb_audit(store: Store) -> AuditLog:
     return DuckDBAuditLog(store)  # type: ignore[arg-type]
 
 
+def _elasticsearch_audit(store: Store) -> AuditLog:
+    from marketguard.cases.audit_elasticsearch import ElasticsearchAuditLog
+
+    return ElasticsearchAuditLog(store)  # type: ignore[arg-type]
+
+
 #: Store dialect -> audit-log factory.
-AUDIT_LOGS: dict[str, Callable[[Store], AuditLog]] = {"duckdb": _duckdb_audit}
+AUDIT_LOGS: dict[str, Callable[[Store], AuditLog]] = {"duckdb": _duckdb_audit, "elasticsearch": _elasticsearch_audit}
 
 
 def open_audit(store: Store) -> AuditLog:

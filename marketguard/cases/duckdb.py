@@ -3,9 +3,10 @@
 Tables: ``alerts``, ``incidents``, ``incident_timeline``, ``alert_keys`` (the dedupe keys of
 every recorded detection) and ``case_entities`` (one row per entity value of an alert or
 incident: the index behind incident linking and the ``entity`` filter). Composite fields are
-JSON text. One :meth:`DuckDBCaseStore.record` is one transaction under the store's writer
-lock: the grouping logic (:func:`marketguard.cases.grouping.plan`) reads through
-:class:`_View`, then its changes are written, or nothing is.
+JSON text. One :meth:`DuckDBCaseStore.record` is one transaction, serialised by the case
+store's own lock (nothing else writes these tables): the grouping logic
+(:func:`marketguard.cases.grouping.plan`) reads through :class:`_View`, then its changes are
+written, or nothing is.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from marketguard.cases import (
     encode_cursor,
     parse_entity,
 )
+from marketguard.cases.alert_metrics import count_recorded
 from marketguard.cases.grouping import (
     Changes,
     GroupingPolicy,
@@ -212,8 +214,9 @@ class DuckDBCaseStore:
     def record(self, detections: Sequence[Detection], *, now: datetime | None = None) -> RecordResult:
         """Record detections as alerts and incidents in one transaction (idempotent).
 
-        Calls are serialised; the store's writer lock is held only while writing, so ingest
-        is not blocked while the grouping logic reads and decides.
+        Calls are serialised by this store's own lock, not the event store's writer lock: no
+        other code writes the case tables, and DuckDB transactions on different tables never
+        conflict, so recording does not wait for ingest, tickets, audit or playbook writes.
         """
         if not detections:
             return RecordResult()
@@ -223,10 +226,10 @@ class DuckDBCaseStore:
             try:
                 cur.execute("BEGIN TRANSACTION").fetchall()
                 changes = plan(detections, _View(cur), self._policy, now)
-                with self._store.lock:
-                    self._write(cur, changes, utc(now))
-                    cur.execute("COMMIT").fetchall()
+                self._write(cur, changes, utc(now))
+                cur.execute("COMMIT").fetchall()
                 self._count(cur, changes)
+                count_recorded(self._metrics, detections, changes)
             except BaseException as exc:
                 with contextlib.suppress(duckdb.Error):
                     cur.execute("ROLLBACK").fetchall()

@@ -36,6 +36,7 @@ from marketguard.cases import (
     encode_cursor,
     parse_entity,
 )
+from marketguard.cases.alert_metrics import count_recorded
 from marketguard.cases.grouping import (
     Changes,
     GroupingPolicy,
@@ -190,6 +191,7 @@ class ElasticsearchCaseStore:
             changes = plan(detections, view, self._policy, now)
             self._write(changes, view, now)
             self._count(changes)
+            count_recorded(self._metrics, detections, changes)
         return changes.result()
 
     def _write(self, changes: Changes, view: _View, now: datetime) -> None:

@@ -39,9 +39,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from marketguard.auth import Principal
-from marketguard.cases import Page
+from marketguard.cases import CaseStore, Page
 from marketguard.cases.audit import AuditLog
 from marketguard.errors import ConfigError, MarketGuardError
+from marketguard.metrics import METRICS, Metrics
 from marketguard.store import Store
 from marketguard.types import Priority, TicketStatus
 
@@ -317,16 +318,34 @@ def _duckdb_tickets(store: Store, audit: AuditLog) -> TicketStore:
     return DuckDBTicketStore(store, audit)  # type: ignore[arg-type]
 
 
+def _elasticsearch_tickets(store: Store, audit: AuditLog) -> TicketStore:
+    from marketguard.cases.tickets_elasticsearch import ElasticsearchTicketStore
+
+    return ElasticsearchTicketStore(store, audit)  # type: ignore[arg-type]
+
+
 #: Store dialect -> ticket-store factory.
-TICKET_STORES: dict[str, Callable[[Store, AuditLog], TicketStore]] = {"duckdb": _duckdb_tickets}
+TICKET_STORES: dict[str, Callable[[Store, AuditLog], TicketStore]] = {
+    "duckdb": _duckdb_tickets, "elasticsearch": _elasticsearch_tickets,
+}
 
 
-def open_tickets(store: Store, audit: AuditLog) -> TicketStore:
-    """The ticket store that lives beside ``store`` (chosen by its dialect), auditing to ``audit``."""
+def open_tickets(store: Store, audit: AuditLog, *, cases: CaseStore | None = None,
+                 metrics: Metrics = METRICS) -> TicketStore:
+    """The ticket store that lives beside ``store`` (chosen by its dialect), auditing to ``audit``.
+
+    Given the incidents' ``cases``, status changes also observe the incidents' MTTA and MTTR
+    (:mod:`marketguard.cases.ticket_metrics`), the same for every backend.
+    """
     try:
         factory = TICKET_STORES[store.dialect]
     except KeyError:
         raise ConfigError(
             f"no ticket store for the {store.dialect!r} store; valid: {', '.join(sorted(TICKET_STORES))}"
         ) from None
-    return factory(store, audit)
+    tickets = factory(store, audit)
+    if cases is None:
+        return tickets
+    from marketguard.cases.ticket_metrics import ObservedTicketStore
+
+    return ObservedTicketStore(tickets, cases, metrics=metrics)

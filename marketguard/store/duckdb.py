@@ -7,6 +7,7 @@ number ``_seq`` so that the engine can follow ingest order, and an append skips 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -71,7 +72,16 @@ class DuckDBStore:
         self._con.execute("SET TimeZone='UTC'").fetchall()
         if threads:
             self._con.execute(f"SET threads={int(threads)}").fetchall()
-        self._lock = threading.RLock()
+        # Writes go through connections of their own, so that a write in progress never holds
+        # up a reader: readers take their own cursors and need no lock. Appends of events have
+        # their own lock and connection too: nothing else writes the events table, so they
+        # cannot conflict with the other writes (checkpoints, dead letters, the sibling stores'
+        # tables), which need not wait for them.
+        self._lock = threading.RLock()  # the writer lock of everything but event appends
+        self._append_lock = threading.Lock()
+        self._cursors = threading.Lock()  # guards only the creation of cursors on the root
+        self._writer = self._con.cursor()
+        self._appender = self._con.cursor()
         self._unique = unique_ids
         self._spill: str | None = None
         self._create_schema()
@@ -103,26 +113,27 @@ class DuckDBStore:
             batch = batch.cast(EVENT_SCHEMA)
         if batch.column(0).num_chunks > 1:  # one chunk inserts faster (fewer partial row groups)
             batch = batch.combine_chunks()
-        with self._lock:
+        with self._append_lock:
             before = self._seq
+            con = self._appender
             try:
-                self._con.execute("BEGIN").fetchall()
+                con.execute("BEGIN").fetchall()
                 if self._unique:
                     batch = self._new_only(batch)
                 # ``_seq`` is numbered here, in Arrow, in the batch's order: a plain columnar
                 # copy, where a window function over the insert measured 40 % slower.
                 seqs = np.arange(before + 1, before + 1 + batch.num_rows, dtype=np.int64)
-                self._con.register("_incoming", batch.append_column("_seq", pa.array(seqs)))
-                inserted = self._con.execute(
+                con.register("_incoming", batch.append_column("_seq", pa.array(seqs)))
+                inserted = con.execute(
                     f"INSERT INTO events SELECT {_COLUMNS}, _seq FROM _incoming"
                 ).fetchall()[0][0]
-                self._con.execute("COMMIT").fetchall()
+                con.execute("COMMIT").fetchall()
             except duckdb.Error as exc:
-                self._con.execute("ROLLBACK").fetchall()
+                con.execute("ROLLBACK").fetchall()
                 raise StoreError(f"append of {batch.num_rows} events failed: {exc}") from exc
             finally:
                 try:
-                    self._con.unregister("_incoming")
+                    con.unregister("_incoming")
                 except duckdb.Error:
                     pass
             # Not max(_seq) read back: that scans the whole column at every append.
@@ -143,7 +154,7 @@ class DuckDBStore:
         # event.id hashes source and content, timestamp included: a stored duplicate has the
         # same @timestamp, so only the batch's time range is read (zone maps prune the rest).
         ts = pc.min_max(batch.column("@timestamp"))
-        known = self._con.sql(
+        known = self._appender.sql(
             'SELECT "event.id" FROM events WHERE "@timestamp" BETWEEN $lo AND $hi',
             params={"lo": ts["min"].as_py(), "hi": ts["max"].as_py()},
         ).to_arrow_table().column(0)
@@ -158,12 +169,12 @@ class DuckDBStore:
         now = datetime.now(UTC)
         rows = [(now, d.source, d.line, d.reason, d.raw) for d in items]
         with self._lock:
-            self._con.executemany("INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?)", rows).fetchall()
+            self._writer.executemany("INSERT INTO dead_letters VALUES (?, ?, ?, ?, ?)", rows).fetchall()
 
     def set_checkpoint(self, name: str, value: dict[str, Any]) -> None:
         """Durably set a named checkpoint (JSON-serialisable value)."""
         with self._lock:
-            self._con.execute(
+            self._writer.execute(
                 "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?)",
                 [name, json.dumps(value, default=str), datetime.now(UTC)],
             ).fetchall()
@@ -171,8 +182,8 @@ class DuckDBStore:
     # -- reads ----------------------------------------------------------------------------
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         """Return the newest dead letters first."""
-        with self._lock:
-            cur = self._con.execute(
+        with self._reader() as cur:
+            cur.execute(
                 "SELECT received, source, line, reason, raw FROM dead_letters"
                 " ORDER BY received DESC, source, line LIMIT ?",
                 [limit],
@@ -182,8 +193,8 @@ class DuckDBStore:
 
     def count_dead_letters(self) -> int:
         """Return how many dead letters are kept."""
-        with self._lock:
-            return self._con.execute("SELECT count(*) FROM dead_letters").fetchall()[0][0]
+        with self._reader() as cur:
+            return cur.execute("SELECT count(*) FROM dead_letters").fetchall()[0][0]
 
     def count_events(self, dataset: str | None = None) -> int:
         """Return the number of stored events, optionally of one dataset."""
@@ -191,8 +202,8 @@ class DuckDBStore:
         if dataset:
             sql += ' WHERE "event.dataset" = ?'
             params.append(dataset)
-        with self._lock:
-            return self._con.execute(sql, params).fetchall()[0][0]
+        with self._reader() as cur:
+            return cur.execute(sql, params).fetchall()[0][0]
 
     def max_seq(self) -> int:
         """Return the newest ingest sequence number (0 when empty)."""
@@ -229,8 +240,7 @@ class DuckDBStore:
             return self._run_match(over("*"), params, seqs)
 
     def _run_match(self, sql: str, params: list[Any], seqs: pa.Table | None) -> pa.Table:
-        with self._lock:
-            cur = self._con.cursor()
+        cur = self.cursor()
         try:
             if seqs is not None:
                 cur.register("_candidates", seqs)
@@ -248,8 +258,7 @@ class DuckDBStore:
         """Stream ``_seq`` and the columns of the window's events (unordered, bounded memory)."""
         where, params = _window_sql(window)
         cols = ", ".join(["_seq", *(quote_ident(c) for c in columns)])
-        with self._lock:
-            cur = self._con.cursor()
+        cur = self.cursor()
         try:
             reader = cur.sql(f"SELECT {cols} FROM events WHERE TRUE{where}", params=params)
             yield from reader.to_arrow_reader(batch_rows)
@@ -260,28 +269,38 @@ class DuckDBStore:
 
     def get_checkpoint(self, name: str) -> dict[str, Any] | None:
         """Return a named checkpoint or None."""
-        with self._lock:
-            row = self._con.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchall()
+        with self._reader() as cur:
+            row = cur.execute("SELECT value FROM checkpoints WHERE name = ?", [name]).fetchall()
         return json.loads(row[0][0]) if row else None
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A new cursor on the same database, for the sibling DuckDB modules (cases, keys).
 
-        Writes through it should hold :attr:`lock` so that one process has one writer.
+        Writes through it should hold :attr:`lock` so that one process has one writer; reads
+        need no lock (an append in progress does not hold them up).
         """
-        with self._lock:
+        with self._cursors:
             return self._con.cursor()
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        cur = self.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
 
     @property
     def lock(self) -> threading.RLock:
-        """The store's writer lock."""
+        """The store's writer lock: held by every write but event appends (which have their own
+        and cannot conflict with any other write)."""
         return self._lock
 
     def limit_memory(self, megabytes: int) -> None:
         """Cap DuckDB's memory, table data included; beyond it, blocks spill to a private
         temporary directory (removed on close). For throw-away hunting stores, whose in-memory
         table (about 0.8 GB per million access-log events) would otherwise be held whole."""
-        with self._lock:
+        with self._lock, self._cursors:
             if self._spill is None:
                 self._spill = tempfile.mkdtemp(prefix="marketguard-duckdb-")
                 weakref.finalize(self, shutil.rmtree, self._spill, True)  # if never closed
@@ -301,20 +320,18 @@ class DuckDBStore:
 
     def sql(self, query: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run read-only SQL for diagnostics and tests; DuckDB-specific, not part of the protocol."""
-        with self._lock:
-            cur = self._con.cursor()
-        try:
+        with self._reader() as cur:
             return cur.execute(query, list(params)).fetchall()
-        finally:
-            cur.close()
 
     def close(self) -> None:
         """Checkpoint and close the file."""
-        with self._lock:
+        with self._append_lock, self._lock:
             try:
-                self._con.execute("CHECKPOINT").fetchall()
+                self._writer.execute("CHECKPOINT").fetchall()
             except duckdb.Error:
                 pass
+            self._appender.close()
+            self._writer.close()
             self._con.close()
             if self._spill is not None:
                 shutil.rmtree(self._spill, ignore_errors=True)

@@ -18,6 +18,12 @@ and creates the event stream or first index only when missing. Servers differ:
   ``<prefix>-events-000001`` (OpenSearch, osmem);
 * an ILM policy (hot, rollover, delete after the retention) where ILM exists; the same policy
   is kept as JSON in ``deploy/elasticsearch/ilm-policy.json`` for operators.
+
+Beside the events, :data:`RECORD_MAPPINGS` holds the explicit mappings (``dynamic: strict``) of
+every plain index the rest of the product keeps on the cluster: tickets, the audit trail,
+playbook state and fraud baselines. :func:`setup` creates each one that is missing (also kept
+as ``deploy/elasticsearch/record-indices.json``). Composite values (comments, details…) are
+stored JSON text that is neither indexed nor aggregated.
 """
 
 from __future__ import annotations
@@ -33,7 +39,8 @@ from marketguard.schema import EVENT_FIELDS
 
 __all__ = [
     "SEQ_FIELD", "LABELS_JSON_FIELD", "EXACT_FIELDS", "Capabilities", "IndexNames",
-    "event_mappings", "ilm_policy", "component_templates", "detect", "setup",
+    "event_mappings", "ilm_policy", "component_templates", "detect", "setup", "RECORD_MAPPINGS",
+    "create_plain_index",
 ]
 
 #: The ingest sequence number (``_seq`` of the protocol) inside an event document.
@@ -197,6 +204,8 @@ def setup(
         caps = _create_events(client, names, caps, retention_days)
         _create_plain(client, names.dead_letters, _DEAD_LETTER_MAPPING)
         _create_plain(client, names.state, _STATE_MAPPING)
+        for kind, mapping in RECORD_MAPPINGS.items():
+            _create_plain(client, names.index(kind), mapping)
     except ApiError as exc:
         raise StoreError(f"Elasticsearch setup failed ({exc.meta.status}): {exc.message}: {exc.body}") from exc
     return caps
@@ -268,4 +277,45 @@ _STATE_MAPPING = {
         "seq": {"type": "long"},
         "updated": {"type": "date_nanos"},
     },
+}
+
+_K: dict[str, Any] = {"type": "keyword"}
+_D: dict[str, Any] = {"type": "date_nanos"}
+_L: dict[str, Any] = {"type": "long"}
+_I: dict[str, Any] = {"type": "integer"}
+_F: dict[str, Any] = {"type": "double"}
+_STORED: dict[str, Any] = {"type": "keyword", "index": False, "doc_values": False}
+
+
+def _strict(**props: dict[str, Any]) -> dict[str, Any]:
+    return {"dynamic": "strict", "properties": props}
+
+
+#: Index kind (``<prefix>-<kind>``) -> explicit mapping of the record indices beside the events.
+RECORD_MAPPINGS: dict[str, dict[str, Any]] = {
+    "tickets": _strict(
+        id=_K, open_key=_K, incident_id=_K, queue=_K, kind=_K, title=_STORED, priority=_K, severity=_K,
+        impact=_K, status=_K, assignee=_K, created=_D, updated=_D, ack_due=_D, resolve_due=_D,
+        acknowledged_at=_D, resolved_at=_D, closed_at=_D, reopened=_I, entities=_STORED, links=_STORED,
+        comments=_STORED, failed_steps=_STORED, details=_STORED,
+    ),
+    "audit": _strict(
+        seq=_L, time=_D, actor=_K, action=_K, object=_K, details=_STORED, prev_hash=_K, hash=_K,
+    ),
+    "playbooksteps": _strict(
+        playbook_id=_K, incident_id=_K, step_index=_I, kind=_K, status=_K, attempts=_I, output=_STORED,
+        error=_STORED, updated=_D,
+    ),
+    "containment": _strict(
+        id=_K, incident_id=_K, action=_K, target=_K, requested_by=_K, requested_at=_D, status=_K,
+        playbook_id=_K, decided_by=_K, decided_at=_D, reason=_STORED, result=_STORED,
+    ),
+    "gdprclocks": _strict(
+        incident_id=_K, aware_at=_D, deadline=_D, reminder_hours=_F, ticket_id=_K, notified_at=_D,
+        authority_ref=_K, delay_reasons=_STORED,
+    ),
+    "gdprreminders": _strict(incident_id=_K, hours=_F, fired_at=_D),
+    "baselinecounts": _strict(signal=_K, entity=_K, bucket=_L, count=_L),
+    "baselineknown": _strict(signal=_K, entity=_K, attribute=_K, value=_K, first_seen=_L),
+    "baselinealerts": _strict(signal=_K, entity=_K, bucket=_L, run=_L),
 }

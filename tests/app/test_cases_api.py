@@ -17,6 +17,7 @@ from marketguard.app.api import create_app
 from marketguard.app.services import Services
 from marketguard.auth import open_keys
 from marketguard.cases import open_cases
+from marketguard.cases.audit import open_audit
 from marketguard.config import Settings
 from marketguard.detections import Detection
 from marketguard.metrics import make_metrics
@@ -60,7 +61,8 @@ def api(tmp_path: Path) -> Iterator[Api]:
     store = DuckDBStore(settings.duckdb_path)
     cases = open_cases(store, settings, metrics=make_metrics(CollectorRegistry()))
     keystore = open_keys(store)
-    services = Services(settings, store, keystore, Pseudonymiser(b"k" * 32), RuleSet(), cases=cases)
+    services = Services(settings, store, keystore, Pseudonymiser(b"k" * 32), RuleSet(), cases=cases,
+                        audit=open_audit(store))
     keys = {role: keystore.create(role.replace(":", "-"), role) for role in ROLES}
     revoked = keystore.create("gone", "analyst")
     keystore.revoke("gone")

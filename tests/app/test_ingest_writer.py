@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pytest
 
 from collectors.accesslog import ParsedBatch, parse_lines
 from collectors.privacy import Pseudonymiser
-from marketguard.app.ingest import Backpressure, IngestWriter, WriterStopped, reason_label
+from marketguard.app.ingest import (
+    Backpressure,
+    IngestResult,
+    IngestWriter,
+    WriterStopped,
+    reason_label,
+)
 from marketguard.config import Settings, load_settings
 from marketguard.errors import StoreError
 from marketguard.metrics import REGISTRY
@@ -138,3 +146,67 @@ def test_metrics_count_ingested_and_rejected_by_normalised_reason(tmp_path: Path
 )
 def test_reason_labels_are_low_cardinality(reason: str, label: str) -> None:
     assert reason_label(reason) == label
+
+
+class GatedStore(DuckDBStore):
+    """The real DuckDB store whose first append waits for the test, so that batches queue up
+    behind it; it counts appends, and refuses any append holding a ``poison`` event."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.appends: list[int] = []  # rows handed to each append
+
+    def append_events(self, events: pa.Table) -> int:
+        self.entered.set()
+        assert self.release.wait(10), "test never released the store"
+        self.appends.append(events.num_rows)
+        if "poison" in events.column("log.file.path").to_pylist():
+            raise StoreError("poisoned batch")
+        return super().append_events(events)
+
+
+def queued_behind_a_held_batch(tmp_path: Path, *batches: ParsedBatch) -> tuple[GatedStore, list[Future[IngestResult]]]:
+    store = GatedStore(tmp_path / "gated.duckdb")
+    writer = IngestWriter(store, settings_with(tmp_path, queue=8))
+    writer.start()
+    held = writer.submit(batch(2, source="http:held"), source="http:t")
+    assert store.entered.wait(5)
+    futures = [held, *(writer.submit(b, source="http:t") for b in batches)]
+    store.release.set()
+    for f in futures:
+        f.exception(10)
+    writer.stop()
+    return store, futures
+
+
+def test_batches_waiting_together_are_committed_in_one_append_each_with_its_own_result(tmp_path: Path) -> None:
+    store, futures = queued_behind_a_held_batch(
+        tmp_path,
+        batch(5, source="http:a", bad=1),
+        batch(5, source="http:a", bad=1),  # the same request again: a retry, queued behind it
+        batch(3, source="http:b"),
+        batch(4, source="http:held"),  # 2 events already stored by the held batch, 2 new
+    )
+    results = [f.result() for f in futures]
+    assert store.appends == [2, 5 + 5 + 3 + 4]  # the held batch, then one group
+    assert [(r.accepted_new, r.duplicates, r.dead_lettered) for r in results] == [
+        (2, 0, 0), (5, 0, 1), (0, 5, 0), (3, 0, 0), (2, 2, 0),
+    ]
+    assert store.count_events() == 2 + 5 + 3 + 2
+    assert store.count_dead_letters() == 1  # the retry's rejected line is not kept twice
+    store.close()
+
+
+def test_a_failing_batch_in_a_group_is_refused_alone(tmp_path: Path) -> None:
+    store, futures = queued_behind_a_held_batch(
+        tmp_path, batch(3, source="http:a"), batch(2, source="poison", bad=1), batch(4, source="http:b"),
+    )
+    assert futures[1].result().accepted_new == 3
+    with pytest.raises(StoreError, match="poisoned"):
+        futures[2].result()
+    assert futures[3].result().accepted_new == 4
+    assert store.appends == [2, 3 + 2 + 4, 3, 2, 4]  # the group failed whole, then one by one
+    assert store.count_events() == 2 + 3 + 4
+    assert store.count_dead_letters() == 0  # the refused batch left nothing behind
+    store.close()

@@ -20,7 +20,13 @@ from marketguard.schema import EVENT_FIELDS, EVENT_SCHEMA
 from marketguard.store import MatchWindow
 from marketguard.store._es_bulk import bulk_create
 from marketguard.store._es_client import check_access, connect
-from marketguard.store.es_setup import IndexNames, component_templates, ilm_policy, setup
+from marketguard.store.es_setup import (
+    RECORD_MAPPINGS,
+    IndexNames,
+    component_templates,
+    ilm_policy,
+    setup,
+)
 
 REAL_CLUSTER = bool(os.environ.get("MARKETGUARD_ES_URL"))
 
@@ -106,6 +112,21 @@ def test_deployed_files_are_what_setup_installs(repo):
     assert deployed["policy"]["phases"]["delete"]["actions"] == {"delete": {}}
     for name, body in component_templates(IndexNames()).items():
         assert json.loads((folder / f"component-template-{name}.json").read_text()) == body, name
+    records = json.loads((folder / "record-indices.json").read_text())
+    assert records == {IndexNames().index(kind): {"mappings": m} for kind, m in RECORD_MAPPINGS.items()}
+
+
+def test_setup_creates_every_record_index_strict_and_again_changes_nothing(es_client, open_store):
+    store = open_store("elasticsearch")
+    names = [store.names.index(kind) for kind in RECORD_MAPPINGS]
+    before = {n: es_client.indices.get_mapping(index=n).body for n in names}
+    setup(es_client, store.names)
+    assert {n: es_client.indices.get_mapping(index=n).body for n in names} == before
+    for kind, mapping in RECORD_MAPPINGS.items():
+        stored = next(iter(before[store.names.index(kind)].values()))["mappings"]
+        assert stored["dynamic"] == "strict" and set(stored["properties"]) == set(mapping["properties"]), kind
+    with pytest.raises(Exception, match="strict|dynamic|not allowed"):
+        es_client.index(index=store.names.index("tickets"), id="x", document={"surprise": 1})
 
 
 # -- Sigma semantics, side by side ------------------------------------------------------------

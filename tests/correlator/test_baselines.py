@@ -235,3 +235,60 @@ def test_in_memory_baselines_add_and_read() -> None:
     assert got.to_dict("records") == [{"entity": "a", "bucket": 2, "count": 5}]
     assert mem.alerted("s", "a", 2, run=1) and mem.alerted("s", "a", 2, run=1)  # a replay
     assert not mem.alerted("s", "a", 2, run=5)  # a later run: already alerted
+
+
+def _noise(start: datetime, n: int) -> list[dict[str, Any]]:
+    """Access-log-like traffic no signal uses: no action, or an action of no signal."""
+    return [
+        {"@timestamp": (start + timedelta(seconds=k)).isoformat(), "source.ip": "81.2.2.2",
+         "url.path": f"/api/v1/products/{k}", **({"event.action": "page_view"} if k % 2 else {})}
+        for k in range(n)
+    ]  # fmt: skip
+
+
+def test_signals_read_only_their_events_whatever_the_traffic_around_them(store: DuckDBStore) -> None:
+    """Unrelated traffic between the clicks changes nothing, and an action written in another
+    case (``AD_CLICK``) still counts: the burst alerts with every one of its clicks."""
+    records = steady(2, 2, range(3320, 3323)) + _noise(T0, 3_000)
+    burst = [click(T0 + timedelta(hours=2, seconds=6 * k), 3320, **{"event.action": "AD_CLICK"}) for k in range(40)]
+    load(store, sorted(records + burst + _noise(T0 + timedelta(hours=2), 500), key=lambda r: r["@timestamp"]))
+    found = run(store, InMemoryBaselines())
+    assert [d.evidence["source.as.number"] for d in found] == ["3320"]
+    assert found[0].evidence["count"] >= 40 and len(found[0].event_ids) == found[0].evidence["count"]
+
+
+def test_novelty_learns_from_every_event_of_an_account(store: DuckDBStore) -> None:
+    """An account's countries and networks are learnt from all its events, not only logins: a
+    victim known only from browsing at home alerts on failures then a success from abroad; a
+    traveller who browsed from that country before does not."""
+    t = T0 + timedelta(hours=2)
+    browse = [
+        {"@timestamp": T0.isoformat(), "event.action": "page_view", "user.id": user, "source.ip": "81.9.9.9",
+         "client.geo.country_iso_code": country, "source.as.number": asn}
+        for user, country, asn in (("victim", "DE", 3320), ("traveller", "DE", 3320), ("traveller", "BR", 28573))
+    ]  # fmt: skip
+    records = [*browse, *_noise(T0, 200)]
+    for user in ("victim", "traveller"):
+        records += [_login(t + timedelta(seconds=20 * k), user, False, "BR", 28573) for k in range(4)]
+        records += [_login(t + timedelta(seconds=100), user, True, "BR", 28573)]
+    load(store, records)
+    found = run_baselines(store, InMemoryBaselines(), MatchWindow(), volume=[], ratios=[], novelty=FRAUD_NOVELTY_SIGNALS)
+    assert [d.evidence["user.id"] for d in found] == ["victim"]
+    assert found[0].evidence["known"]["client.geo.country_iso_code"] == ["DE"]
+
+
+def test_a_window_without_fraud_events_leaves_the_baselines_as_they_were(tmp_path: Path) -> None:
+    """Ingest windows of unrelated traffic raise nothing and store nothing; the clicks of the
+    next window are judged against the history as if those windows had not been there."""
+    store = DuckDBStore(tmp_path / "e.duckdb")
+    base = DuckDBBaselines(store)
+    load(store, steady(2, 2, range(3320, 3323)))
+    run(store, base, MatchWindow(seq_after=0))
+    before, counts = store.max_seq(), base.counts(CLICKS.id, 0, 1 << 62)
+    load(store, _noise(T0 + timedelta(hours=2), 1_000), first=10_000)
+    assert run(store, base, MatchWindow(seq_after=before)) == []
+    assert base.counts(CLICKS.id, 0, 1 << 62).equals(counts)
+    burst = store.max_seq()
+    load(store, [click(T0 + timedelta(hours=2, seconds=6 * k), 3320) for k in range(40)], first=20_000)
+    found = run(store, base, MatchWindow(seq_after=burst))
+    assert [d.evidence["source.as.number"] for d in found] == ["3320"]

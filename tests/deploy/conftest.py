@@ -47,8 +47,9 @@ def render() -> ModuleType:
 
 @pytest.fixture(scope="session")
 def demo_run(render: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A short demo scenario sent over HTTP to a real LocalServer (engine, rules, DuckDB)."""
-    return render.drive(normal=1_500, workdir=tmp_path_factory.mktemp("demo-run"))
+    """A short demo scenario sent over HTTP to a real LocalServer (engine, rules, DuckDB), with
+    fraud campaigns, seller tickets and worked incident tickets; without the slow SLO traffic."""
+    return render.drive(normal=1_500, workdir=tmp_path_factory.mktemp("demo-run"), slo_traffic=False)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -409,3 +411,27 @@ def test_open_cases_refuses_an_unknown_dialect(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="duckdb"):
         open_cases(OtherStore(), Settings(data_dir=tmp_path))  # type: ignore[arg-type]
+
+
+def test_recording_does_not_wait_for_writes_of_other_tables(make: Callable[..., Cases]) -> None:
+    """While another writer holds the store's writer lock (tickets, audit, playbook state), the
+    engine's detections are still recorded: only the case store writes the case tables."""
+    c = make()
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with c.store.lock:
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            recorded = pool.submit(c.cases.record, [ev("r1", "e1", 0, source_ip="198.51.100.7")])
+            assert len(recorded.result(timeout=10).new_incidents) == 1
+    finally:
+        done.set()
+        holder.join()
+    assert [a.rule_id for a in c.all_alerts()] == ["r1"]

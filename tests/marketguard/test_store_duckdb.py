@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pyarrow as pa
@@ -84,3 +86,34 @@ def test_checkpoint_is_replaced_not_duplicated(store):
     store.set_checkpoint("c", {"v": 2})
     assert store.get_checkpoint("c") == {"v": 2}
     assert store.get_checkpoint("missing") is None
+
+
+def test_appends_and_reads_do_not_wait_for_a_write_in_progress(store):
+    """While another thread holds the writer lock (a case-store write, say), events are still
+    appended and every read answers: only writes of the same tables wait for one another."""
+    store.append_events(events(["a0", "a1"]))
+    store.set_checkpoint("engine", {"seq": 1})
+    holding, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with store.lock:
+            holding.set()
+            done.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            work = pool.submit(lambda: (
+                store.append_events(events(["b0", "b1", "b2"], start=T0 + timedelta(hours=1))),
+                store.count_events(),
+                store.match('"url.original" LIKE \'%/1\'', MatchWindow(seq_after=2), ["event.id"]).column(0).to_pylist(),
+                sum(b.num_rows for b in store.scan(MatchWindow(), ["event.id"])),
+                store.get_checkpoint("engine"),
+                store.max_seq(),
+            ))
+            assert work.result(timeout=10) == (3, 5, ["b1"], 5, {"seq": 1}, 5)
+    finally:
+        done.set()
+        holder.join()

@@ -37,4 +37,7 @@ def create_app(services: Services, *, manage_lifecycle: bool = True) -> FastAPI:
     app.state.services = services
     for router in ROUTERS:
         app.include_router(router)
+    from marketguard.app.console import mount_console  # here: the console imports the API's routes
+
+    mount_console(app, services)  # the web console at /console; `/` redirects there
     return app

@@ -9,6 +9,7 @@ from marketguard.app.api.routes import (
     ingest,
     metrics,
     otlp,
+    reports,
     rules,
     sla,
     support,
@@ -28,6 +29,7 @@ ROUTERS = [
     approvals.router,
     gdpr.router,
     sla.router,
+    reports.router,
 ]
 
 __all__ = ["ROUTERS"]

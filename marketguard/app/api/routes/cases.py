@@ -3,6 +3,8 @@
 Readers (analyst, oncall, auditor; admin always) page through the newest ``last_seen``
 first with an opaque cursor. Filters: ``from``/``to`` bound ``last_seen`` (ISO-8601, a time
 without offset is UTC), ``severity`` is a minimum, ``entity`` is ``value`` or ``field=value``.
+Reading one incident (its entities are personal data: IPs, user ids) writes an
+``incident.read`` audit entry, as a staff read of one ticket writes ``ticket.read``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from marketguard.app.api.deps import READERS, ServicesDep, require_role
+from marketguard.app.api.routes.tickets import audit_of
 from marketguard.auth import Principal
 from marketguard.cases import Alert, CaseFilters, CaseQueryError, Incident, TimelineEntry
+from marketguard.cases.audit import actor_of
 from marketguard.types import Severity
 
 __all__ = ["router"]
@@ -181,12 +185,17 @@ async def list_incidents(
     responses={404: {"description": "No incident with this id."}},
 )
 async def get_incident(
-    services: ServicesDep, _: Reader, incident_id: Annotated[str, Path(max_length=128)],
+    services: ServicesDep, principal: Reader, incident_id: Annotated[str, Path(max_length=128)],
 ) -> IncidentDetailOut:
-    """The incident, its alerts and timeline; a merged incident's id answers with the survivor."""
+    """The incident, its alerts and timeline; a merged incident's id answers with the survivor.
+    The read (entities: IPs, user ids) writes an ``incident.read`` audit entry, like a ticket read."""
     detail = await run_in_threadpool(services.cases.incident, incident_id)
     if detail is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no incident with id {incident_id!r}")
+    await run_in_threadpool(
+        audit_of(services).append, actor_of(principal), "incident.read", f"incident:{detail.incident.id}",
+        {"fields": sorted(detail.incident.entities), "role": principal.role},
+    )
     base = IncidentOut.of(detail.incident).model_dump()
     return IncidentDetailOut(
         **base, alerts=[AlertOut.of(a) for a in detail.alerts],

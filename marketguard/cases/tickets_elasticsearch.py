@@ -1,0 +1,278 @@
+"""Tickets in Elasticsearch: ``<prefix>-tickets``, one document per ticket.
+
+* **Idempotent open across instances**: a ticket's id is derived from its open key
+  (``incident|queue|kind``), and it is created with ``op_type=create``; two instances opening
+  the same key at once get one ticket, the slower one reads it back (``created=False``).
+* **Optimistic concurrency**: every change reads the ticket with its version, applies the
+  workflow (:mod:`marketguard.cases.tickets`) and writes with ``if_seq_no``/``if_primary_term``.
+  A 409 means another writer changed it first: the change is re-applied to what they wrote
+  (a now-forbidden transition is refused then, as it would have been in order).
+* **Audit**: the entry is appended after the ticket write succeeded, so a change refused by
+  the workflow or lost to a conflict writes none. Elasticsearch has no transactions: a crash
+  between the two writes leaves one change unaudited (DuckDB writes both in one transaction).
+
+Composite fields (entities, links, comments, failed steps, details) are stored JSON text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from marketguard.auth import Principal
+from marketguard.cases import Page, decode_cursor, encode_cursor
+from marketguard.cases.audit import AuditLog
+from marketguard.cases.tickets import (
+    Comment,
+    Link,
+    NewTicket,
+    OpenResult,
+    StepFailure,
+    Ticket,
+    TicketError,
+    TicketFilters,
+    TicketNotFound,
+    apply_transition,
+    redact_for_seller,
+    visible_to,
+)
+from marketguard.store._es_docs import iso
+from marketguard.store._es_records import EsRecords, parse_time
+from marketguard.store.elasticsearch import ElasticsearchStore
+from marketguard.types import OPERATOR_QUEUES, OWNER_QUEUE_PATTERN, PRIORITY_ORDER, TicketStatus
+
+__all__ = ["ElasticsearchTicketStore", "ticket_id_of"]
+
+_PLAIN = ("id", "incident_id", "queue", "kind", "title", "priority", "severity", "impact", "status",
+          "assignee", "reopened")
+_TIMES = ("created", "updated", "ack_due", "resolve_due", "acknowledged_at", "resolved_at", "closed_at")
+_SORT = [{"created": "desc"}, {"id": "desc"}]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
+
+
+def _open_key(incident_id: str, queue: str, kind: str) -> str:
+    return json.dumps([incident_id, queue, kind])
+
+
+def ticket_id_of(incident_id: str, queue: str, kind: str = "response") -> str:
+    """The id of the ticket opened for (incident, queue, kind): ``T-`` + 16 hex digits."""
+    return "T-" + hashlib.sha256(_open_key(incident_id, queue, kind).encode()).hexdigest()[:16]
+
+
+def _doc(t: Ticket, open_key: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {name: getattr(t, name) for name in _PLAIN}
+    doc |= {name: iso(getattr(t, name)) if getattr(t, name) is not None else None for name in _TIMES}
+    doc |= {"open_key": open_key, "entities": _json(dict(t.entities)), "details": _json(dict(t.details))}
+    for name in ("links", "comments", "failed_steps"):
+        doc[name] = _json([asdict(x) for x in getattr(t, name)])
+    return doc
+
+
+def _ticket(src: Mapping[str, Any]) -> Ticket:
+    data: dict[str, Any] = {name: src.get(name) for name in _PLAIN}
+    data |= {name: parse_time(src.get(name)) for name in _TIMES}
+    data["entities"] = json.loads(src["entities"])
+    data["details"] = json.loads(src["details"])
+    data["links"] = tuple(Link(**x) for x in json.loads(src["links"]))
+    data["comments"] = tuple(Comment(**{**x, "time": datetime.fromisoformat(x["time"])}) for x in json.loads(src["comments"]))
+    data["failed_steps"] = tuple(
+        StepFailure(**{**x, "time": datetime.fromisoformat(x["time"])}) for x in json.loads(src["failed_steps"])
+    )
+    return Ticket(**data)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return value.astimezone(UTC) if value is not None else None
+
+
+class ElasticsearchTicketStore:
+    """:class:`~marketguard.cases.tickets.TicketStore` in ``<prefix>-tickets`` (see the module docstring)."""
+
+    def __init__(self, store: ElasticsearchStore, audit: AuditLog) -> None:
+        self._rec = EsRecords(store.client, store.names.index("tickets"), "ticket")
+        self._audit = audit
+
+    # -- writes -----------------------------------------------------------------------------------
+    def open(self, new: NewTicket, *, actor: str, now: datetime | None = None) -> OpenResult:
+        """Open a ticket, idempotent per (incident, queue, kind); audited as ``ticket.open``."""
+        moment = _utc(now) or datetime.now(UTC)
+        key = _open_key(new.incident_id, new.queue, new.kind)
+        tid = ticket_id_of(new.incident_id, new.queue, new.kind)
+        found = self._rec.get(tid)
+        if found is not None:
+            return OpenResult(_ticket(found[0]), created=False)
+        t = Ticket(
+            id=tid, incident_id=new.incident_id, queue=new.queue, kind=new.kind,
+            title=new.title, priority=new.priority, severity=new.severity, impact=new.impact,
+            status="new", assignee=new.assignee, created=moment, updated=moment,
+            ack_due=new.ack_due.astimezone(UTC), resolve_due=new.resolve_due.astimezone(UTC),
+            entities=dict(new.entities), links=tuple(dict.fromkeys(new.links)), details=dict(new.details),
+        )
+        if not self._rec.create(tid, _doc(t, key)):  # another instance opened it a moment ago
+            again = self._rec.get(tid)
+            if again is None:
+                raise TicketError(f"ticket {tid} was opened and removed concurrently")
+            return OpenResult(_ticket(again[0]), created=False)
+        self._audit.append(actor, "ticket.open", f"ticket:{t.id}", {
+            "incident_id": t.incident_id, "queue": t.queue, "kind": t.kind, "priority": t.priority,
+            "severity": t.severity, "impact": t.impact, "ack_due": t.ack_due, "resolve_due": t.resolve_due,
+        }, now=moment)
+        return OpenResult(t, created=True)
+
+    def _change(self, ticket_id: str, actor: str, action: str,
+                details: Mapping[str, Any] | Callable[[Ticket], Mapping[str, Any]],
+                change: Callable[[Ticket], Ticket | None], now: datetime | None) -> Ticket:
+        """Compare-and-swap the ticket (None from ``change``: nothing to do, no audit entry),
+        then audit. ``details`` may be a function of the ticket before the change."""
+        seen: dict[str, Ticket | None] = {}
+
+        def step(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None:
+                raise TicketNotFound(f"no ticket with id {ticket_id!r}")
+            before = _ticket(current)
+            after = change(before)
+            seen.update(before=before, after=after)
+            return None if after is None else _doc(after, current["open_key"])
+
+        _, wrote = self._rec.swap(ticket_id, step)
+        before, after = seen["before"], seen["after"]
+        assert before is not None
+        if not wrote or after is None:
+            return before
+        what = details(before) if callable(details) else details
+        self._audit.append(actor, action, f"ticket:{ticket_id}", what, now=now)
+        return after
+
+    def set_status(self, ticket_id: str, status: TicketStatus, *, actor: str, reason: str | None = None,
+                   now: datetime | None = None) -> Ticket:
+        """Move along the workflow (TransitionError when not allowed); audited as ``ticket.status``."""
+        moment = _utc(now) or datetime.now(UTC)
+        return self._change(
+            ticket_id, actor, "ticket.status", lambda t: {"from": t.status, "to": status, "reason": reason},
+            lambda t: apply_transition(t, status, moment), moment,
+        )
+
+    def assign(self, ticket_id: str, assignee: str | None, *, actor: str, queue: str | None = None,
+               now: datetime | None = None) -> Ticket:
+        """Set or clear the assignee (and optionally the queue); audited as ``ticket.assign``."""
+        moment = _utc(now) or datetime.now(UTC)
+        if queue is not None and not re.match(OWNER_QUEUE_PATTERN, queue):
+            raise TicketError(f"unknown queue {queue!r}: expected one of {', '.join(OPERATOR_QUEUES)} or seller:<id>")
+
+        def change(t: Ticket) -> Ticket | None:
+            if t.assignee == assignee and (queue is None or queue == t.queue):
+                return None
+            return replace(t, assignee=assignee, queue=queue or t.queue, updated=moment)
+
+        return self._change(ticket_id, actor, "ticket.assign", {"assignee": assignee, "queue": queue}, change, moment)
+
+    def comment(self, ticket_id: str, text: str, *, actor: str, internal: bool = False,
+                now: datetime | None = None) -> Ticket:
+        """Add a comment; audited as ``ticket.comment``."""
+        moment = _utc(now) or datetime.now(UTC)
+        if not text.strip():
+            raise TicketError("a comment needs text")
+        c = Comment(moment, actor, text, internal)
+        return self._change(
+            ticket_id, actor, "ticket.comment", {"internal": internal, "text": text},
+            lambda t: replace(t, comments=(*t.comments, c), updated=moment), moment,
+        )
+
+    def link(self, ticket_id: str, links: tuple[Link, ...], *, actor: str, now: datetime | None = None) -> Ticket:
+        """Add links not yet present; audited as ``ticket.link`` only when something was added."""
+        moment = _utc(now) or datetime.now(UTC)
+
+        def change(t: Ticket) -> Ticket | None:
+            fresh = tuple(lk for lk in dict.fromkeys(links) if lk not in t.links)
+            return replace(t, links=(*t.links, *fresh), updated=moment) if fresh else None
+
+        return self._change(ticket_id, actor, "ticket.link", {"links": [asdict(lk) for lk in links]}, change, moment)
+
+    def record_step_failure(self, ticket_id: str, failure: StepFailure, *, actor: str) -> Ticket:
+        """Record a failed playbook step once per (playbook, step, error); ``ticket.step_failed``."""
+
+        def change(t: Ticket) -> Ticket | None:
+            same = any((f.playbook, f.step, f.error) == (failure.playbook, failure.step, failure.error) for f in t.failed_steps)
+            return None if same else replace(t, failed_steps=(*t.failed_steps, failure), updated=_utc(failure.time) or t.updated)
+
+        return self._change(ticket_id, actor, "ticket.step_failed", asdict(failure), change, failure.time)
+
+    def update_details(self, ticket_id: str, details: Mapping[str, Any], *, actor: str,
+                       now: datetime | None = None) -> Ticket:
+        """Merge keys into ``details``; audited as ``ticket.details`` when something changed."""
+        moment = _utc(now) or datetime.now(UTC)
+        clean = json.loads(_json(dict(details)))
+
+        def change(t: Ticket) -> Ticket | None:
+            merged = {**t.details, **clean}
+            return None if merged == dict(t.details) else replace(t, details=merged, updated=moment)
+
+        return self._change(ticket_id, actor, "ticket.details", clean, change, moment)
+
+    # -- reads ------------------------------------------------------------------------------------
+    def get(self, ticket_id: str, *, principal: Principal | None = None) -> Ticket | None:
+        """One ticket; None when unknown or another seller's; redacted for a seller."""
+        found = self._rec.get(ticket_id)
+        if found is None:
+            return None
+        t = _ticket(found[0])
+        if not visible_to(t, principal):
+            return None
+        return redact_for_seller(t) if principal is not None and principal.seller_id else t
+
+    def find(self, incident_id: str, queue: str, kind: str = "response") -> Ticket | None:
+        """The ticket opened for (incident, queue, kind), if any."""
+        found = self._rec.get(ticket_id_of(incident_id, queue, kind))
+        return _ticket(found[0]) if found else None
+
+    def list(self, filters: TicketFilters | None = None, cursor: str | None = None, limit: int = 100,
+             *, principal: Principal | None = None) -> Page[Ticket]:
+        """Tickets newest first (created, id), filtered and seller-scoped."""
+        limit = max(1, int(limit))
+        query = {"bool": {"filter": _filters(filters or TicketFilters(), cursor, principal)}}
+        items = [_ticket(s) for s in self._rec.search_all(query, _SORT, limit + 1)]
+        nxt = None
+        if len(items) > limit:
+            items = items[:limit]
+            nxt = encode_cursor(items[-1].created, items[-1].id)
+        if principal is not None and principal.seller_id:
+            items = [redact_for_seller(t) for t in items]
+        return Page(items, nxt)
+
+
+def _missing(name: str) -> dict[str, Any]:
+    return {"bool": {"must_not": {"exists": {"field": name}}}}
+
+
+def _filters(f: TicketFilters, cursor: str | None, principal: Principal | None) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    if principal is not None and principal.seller_id:
+        out.append({"term": {"queue": f"seller:{principal.seller_id}"}})
+    for name in ("status", "queue", "assignee", "incident_id", "kind"):
+        if getattr(f, name) is not None:
+            out.append({"term": {name: getattr(f, name)}})
+    if f.priority is not None:
+        out.append({"terms": {"priority": list(PRIORITY_ORDER[: PRIORITY_ORDER.index(f.priority) + 1])}})
+    if f.open_only:
+        out.append({"bool": {"must_not": {"terms": {"status": ["resolved", "closed"]}}}})
+    if f.overdue_at is not None:
+        at = iso(f.overdue_at)
+        unacked = {"bool": {"filter": [_missing("acknowledged_at"), {"range": {"ack_due": {"lt": at}}}]}}
+        unresolved = {"bool": {"filter": [_missing("resolved_at"), {"range": {"resolve_due": {"lt": at}}}],
+                               "must_not": {"term": {"status": "closed"}}}}
+        out.append({"bool": {"should": [unacked, unresolved], "minimum_should_match": 1}})
+    if cursor:
+        moment, row_id = decode_cursor(cursor)
+        out.append({"bool": {"should": [
+            {"range": {"created": {"lt": iso(moment)}}},
+            {"bool": {"filter": [{"term": {"created": iso(moment)}}, {"range": {"id": {"lt": row_id}}}]}},
+        ], "minimum_should_match": 1}})
+    return out
