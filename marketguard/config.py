@@ -74,6 +74,10 @@ class Settings(BaseSettings):
 
     slo_interval_s: float = Field(60.0, gt=0, description="How often SLOs and seller SLAs are evaluated.")
 
+    # -- leadership (several replicas on one Elasticsearch store) ----------------------------
+    leader_lease_s: float = Field(15.0, gt=0, description="Scheduler lease TTL: a replica that stops renewing is replaced after this long.")
+    leader_renew_s: float = Field(5.0, gt=0, description="How often the leader renews (and a follower tries to take) the lease; well below leader_lease_s.")
+
     # -- alerts and incidents ---------------------------------------------------------------
     incident_window_s: float = Field(3600.0, gt=0, description="Alerts sharing an entity within this span join one incident.")
     suppression_window_s: float = Field(600.0, ge=0, description="The same rule and group key does not open a second alert within this span.")

@@ -59,6 +59,7 @@ class Metrics:
     incident_acknowledge: Histogram
     incident_resolve: Histogram
     fraud_alerts: Counter
+    leader: Gauge
 
 
 def make_metrics(registry: CollectorRegistry) -> Metrics:
@@ -98,6 +99,7 @@ def make_metrics(registry: CollectorRegistry) -> Metrics:
         incident_acknowledge=Histogram("marketguard_incident_acknowledge_seconds", "From an incident's creation to the first acknowledgement of any of its tickets (MTTA), observed once per incident.", ["severity"], registry=registry, buckets=ACK_BUCKETS),
         incident_resolve=Histogram("marketguard_incident_resolve_seconds", "From an incident's creation to the resolution of its last open ticket (MTTR), observed once per incident.", ["severity"], registry=registry, buckets=RESOLVE_BUCKETS),
         fraud_alerts=Counter("marketguard_fraud_alerts_total", "Fraud alerts opened, by family (card_testing, click, account_takeover, promo_abuse; other) and rule level.", ["family", "severity"], registry=registry),
+        leader=Gauge("marketguard_leader", "1 while this replica holds the scheduler lease (runs rules, SLOs, probes, audit verification and playbooks), else 0.", ["replica"], registry=registry),
     )
 
 

@@ -74,8 +74,10 @@ class ResponseWorker:
             except queue.Empty:
                 self._tick()
                 continue
-            if item == _STOP or self._stopping.is_set():
+            if self._stopping.is_set():
                 return
+            if item == _STOP:  # left over from an earlier stop (the worker restarts on re-election)
+                continue
             self._run(item)
 
     def _run(self, incident_id: str) -> None:

@@ -16,6 +16,7 @@ from collectors.privacy import Pseudonymiser
 from correlator.rules import RuleSet, load_rules
 from marketguard.auth import KeyStore, open_keys
 from marketguard.config import Settings, pseudonymisation_key
+from marketguard.errors import MarketGuardError
 from marketguard.metrics import METRICS
 from marketguard.store import Store, open_store
 
@@ -45,18 +46,49 @@ class Services:
     worker: Any = None  # playbooks.worker.ResponseWorker
     sink: Any = None  # where detections go: the case store, then the playbooks
     scheduler: Any = None  # background jobs besides rules: probes, SLOs
+    leadership: Any = None  # marketguard.app.leader.Leadership: only the leader runs the jobs
+    new_engine: Any = None  # builds a fresh LiveEngine for a re-elected leader
+    _led_before: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
 
     def start(self) -> None:
-        """Start the background workers (ingest writer, detection scheduler)."""
+        """Start the ingest writer, then the scheduled jobs once this replica leads (at once on
+        DuckDB, whose single process always gets the lease)."""
         if self.ingest is not None:
             self.ingest.start()
+        if self.leadership is not None:
+            self.leadership.start()
+        else:
+            self.start_jobs()
+
+    def start_jobs(self, term: int | None = None) -> None:
+        """Start what only the leader runs: playbook worker, detection engine, probes, SLOs, audit."""
+        if term is not None:
+            log.info("starting the scheduled jobs (leader term %d)", term)
+        if self._led_before and self.new_engine is not None:
+            # Another replica may have led meanwhile: correlation buffers from our earlier term
+            # would miss its matches, so start from the store as after a restart.
+            self.engine = self.new_engine()
+        self._led_before = True
         if self.worker is not None:
             self.worker.start()
-            self.worker.submit(self._open_incidents())  # playbooks a stop interrupted resume
+            try:
+                self.worker.submit(self._open_incidents())  # playbooks a stop interrupted resume
+            except MarketGuardError:  # the engine must start all the same; the next election retries
+                log.exception("could not list open incidents to resume their playbooks")
         if self.engine is not None:
             self.engine.start()
         self._start_background()
+
+    def stop_jobs(self) -> None:
+        """Stop what only the leader runs (the replica lost or gave up the lease)."""
+        if self.engine is not None:
+            self.engine.stop()
+        if self.worker is not None:
+            self.worker.stop()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+            self.scheduler = None
 
     def _start_background(self) -> None:
         """Probes (one job per monitor) and SLO/SLA evaluation, on their own scheduler."""
@@ -111,14 +143,10 @@ class Services:
             log.exception("SLO/SLA evaluation failed; retried on the next interval")
 
     def close(self) -> None:
-        """Stop workers, flushing what was acknowledged, and close the store."""
-        if self.engine is not None:
-            self.engine.stop()
-        if self.worker is not None:
-            self.worker.stop()
-        if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
-            self.scheduler = None
+        """Stop workers (giving up the lease), flushing what was acknowledged, and close the store."""
+        if self.leadership is not None:
+            self.leadership.stop(release=True)
+        self.stop_jobs()
         if self.ingest is not None:
             self.ingest.stop()
         self.store.close()
@@ -150,21 +178,24 @@ def _repo_relative(path: Path) -> Path:
     return shipped if shipped.exists() else path
 
 
-def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
-    """Open the store and build every component the service needs (not yet started)."""
+def build_services(settings: Settings, *, with_engine: bool = True, store: Store | None = None) -> Services:
+    """Open the store (or build on ``store``, already open) and every component the service
+    needs (not yet started)."""
     from collectors.uptime import Prober, load_monitors
     from correlator.baselines import open_baselines
     from correlator.live import LiveEngine
     from correlator.sla_engine import SlaEngine
     from marketguard.app.ingest import IngestWriter
+    from marketguard.app.leader import Leadership, replica_name
     from marketguard.cases import open_cases
     from marketguard.cases.audit import open_audit
     from marketguard.cases.routing import load_policy
     from marketguard.cases.tickets import open_tickets
+    from marketguard.store.lease import open_leases
     from playbooks.stage import build_response
     from playbooks.worker import RespondingSink, ResponseWorker
 
-    store = open_store(settings)
+    store = store if store is not None else open_store(settings)
     rules = load_rules(settings.rules_dirs, dialect=store.dialect).for_categories(settings.logsources)
     for failure in rules.failures:
         log.warning("rule not loaded: %s: %s", failure.file, failure.reason)
@@ -195,5 +226,11 @@ def build_services(settings: Settings, *, with_engine: bool = True) -> Services:
         load_monitors(monitors) if monitors.is_file() else [],
     )
     if with_engine:
-        services.engine = LiveEngine(store, rules, services.sink, settings, baselines=open_baselines(store))
+        baselines = open_baselines(store)
+        services.new_engine = lambda: LiveEngine(store, rules, services.sink, settings, baselines=baselines)
+        services.engine = services.new_engine()
+    services.leadership = Leadership(
+        open_leases(store), replica_name(), lease_s=settings.leader_lease_s, renew_s=settings.leader_renew_s,
+        on_elected=services.start_jobs, on_deposed=services.stop_jobs,
+    )
     return services
