@@ -10,6 +10,9 @@ the wrong length, a missing id, no start time, an end before its start) is rejec
 and dead-lettered with its position and reason; the rest of the request is kept (the spec's
 partial success). Event ids hash the trace and span ids, so a retried export stores nothing
 twice. Personal data in attributes, names and messages is pseudonymised.
+
+Spans are mapped from a wire view of the request (:mod:`collectors._otlp_view`), one span at
+a time into columns (:mod:`collectors._otlp_span`, :class:`collectors._otlp_table.SpanColumns`).
 """
 
 from __future__ import annotations
@@ -20,19 +23,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import pyarrow as pa
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from collectors._ecs import constant_strings, event_id, finish_table, url_fields
 from collectors._jsonlog import canonical_json
+from collectors._otlp_span import ATTRIBUTE_FIELDS, Rejected, Seen, add_span, any_value, context
+from collectors._otlp_table import SpanColumns
+from collectors._otlp_view import parse_view
 from collectors.accesslog import ParsedBatch
 from collectors.privacy import Pseudonymiser
 from marketguard.errors import MarketGuardError
-from marketguard.schema import EVENT_FIELDS, EVENT_SCHEMA, DeadLetter, empty_events
+from marketguard.schema import DeadLetter, empty_events
 
 __all__ = [
     "DATASET",
@@ -48,32 +51,9 @@ __all__ = [
 
 DATASET = "apm.span"
 
-#: Span attribute (current and older semantic conventions) -> ECS field.
-#: ``_target`` is ``http.target``: path and query, split into ``url.*``.
-ATTRIBUTE_FIELDS: dict[str, str] = {
-    "http.request.method": "http.request.method", "http.method": "http.request.method",
-    "http.response.status_code": "http.response.status_code",
-    "http.status_code": "http.response.status_code",
-    "url.full": "url.full", "http.url": "url.full",
-    "url.path": "url.path", "url.query": "url.query", "http.target": "_target",
-    "server.address": "url.domain", "http.host": "url.domain", "net.host.name": "url.domain",
-    "user_agent.original": "user_agent.original", "http.user_agent": "user_agent.original",
-    "client.address": "source.ip", "http.client_ip": "source.ip",
-    "enduser.id": "user.id",
-    "http.response.body.size": "http.response.body.bytes",
-    "http.response_content_length": "http.response.body.bytes",
-    "network.protocol.version": "http.version", "http.flavor": "http.version",
-    "marketplace.seller_id": "marketplace.seller_id", "seller.id": "marketplace.seller_id",
-}  # fmt: skip
-_INT_FIELDS = frozenset({"http.response.status_code", "http.response.body.bytes"})
-_INT_COLUMNS = _INT_FIELDS | {"event.duration"}
 #: Columns that can carry personal data: pseudonymised column-wise before storage.
 _PRIVATE_COLUMNS = frozenset({"span.name", "labels", "error.message", "error.type", "url.full", "url.original",
                               "url.path", "url.query", "user.id", "user_agent.original"})  # fmt: skip
-_DATASET_COLUMN = EVENT_SCHEMA.get_field_index("event.dataset")
-_MAX_NS = 2**63
-_KINDS = {v.number: v.name.removeprefix("SPAN_KIND_").lower() for v in Span.SpanKind.DESCRIPTOR.values}
-_OUTCOMES = {Status.STATUS_CODE_OK: "success", Status.STATUS_CODE_ERROR: "failure"}
 _ID_KEYS = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8,
             "parentSpanId": 8, "parent_span_id": 8}  # fmt: skip
 
@@ -97,12 +77,13 @@ class DecodedRequest:
 
     message: ExportTraceServiceRequest
     bad_ids: dict[tuple[int, int, int], str] = field(default_factory=dict)
+    wire: bytes | None = None  # the protobuf body ``message`` was parsed from, if it was one
 
 
 def decode_request(body: bytes, encoding: str) -> DecodedRequest:
     """Decode ``body`` as ``"protobuf"`` or ``"json"``; raise :class:`OtlpDecodeError` if it is not one."""
     if encoding == "protobuf":
-        return DecodedRequest(decode_protobuf(body))
+        return DecodedRequest(decode_protobuf(body), wire=body)
     return decode_json(body)
 
 
@@ -189,161 +170,27 @@ def spans_to_batch(
     names its (resource, scope, span) indices. Built column-wise, with personal data
     pseudonymised per column (the RE2 pre-filter skips the clean rows).
     """
-    rows: list[dict[str, Any]] = []
+    message = decoded.message
+    view = parse_view(decoded.wire if decoded.wire is not None else message.SerializeToString())
+    columns = SpanColumns(_PRIVATE_COLUMNS)
+    seen = Seen({}, {})
     dead: list[DeadLetter] = []
     number = 0
-    for i, rs in enumerate(decoded.message.resource_spans):
-        resource = {kv.key: _value(kv.value) for kv in rs.resource.attributes}
-        for j, ss in enumerate(rs.scope_spans):
-            context = _context(resource, ss.scope.name)
-            for k, span in enumerate(ss.spans):
+    for i, (rs, rs_view) in enumerate(zip(message.resource_spans, view.resource_spans, strict=True)):
+        resource = {kv.key: any_value(kv.value) for kv in rs.resource.attributes}
+        for j, (ss, ss_view) in enumerate(zip(rs.scope_spans, rs_view.scope_spans, strict=True)):
+            ctx = context(resource, ss.scope.name)
+            for k, span in enumerate(ss_view.spans):
                 number += 1
                 try:
-                    rows.append(_row(span, context, decoded.bad_ids.get((i, j, k))))
+                    add_span(columns, span, ctx, decoded.bad_ids.get((i, j, k)) if decoded.bad_ids else None, seen)
                 except Exception as exc:  # the hot path never raises: dead-letter and carry on
-                    what = str(exc) if isinstance(exc, _Rejected) else f"internal error: {type(exc).__name__}: {exc}"
+                    what = str(exc) if isinstance(exc, Rejected) else f"internal error: {type(exc).__name__}: {exc}"
                     reason = f"span resourceSpans[{i}].scopeSpans[{j}].spans[{k}]: {what}"
-                    dead.append(DeadLetter(source, number, reason, _raw(span, pseudonymiser)))
-    if not rows:
+                    dead.append(DeadLetter(source, number, reason, _raw(ss.spans[k], pseudonymiser)))
+    if not len(columns):
         return ParsedBatch(empty_events(), dead, number)
-    return ParsedBatch(_table(rows, source, pseudonymiser, ingested), dead, number)
-
-
-def _table(rows: list[dict[str, Any]], source: str, p: Pseudonymiser, ingested: datetime | None) -> pa.Table:
-    n = len(rows)
-    columns: dict[str, pa.Array] = {}
-    names = {name for row in rows for name in row}
-    for name in names:
-        values = [row.get(name) for row in rows]
-        if name == "@timestamp":
-            columns[name] = pa.array(values, pa.int64()).cast(EVENT_FIELDS[name])
-        elif name in _INT_COLUMNS:
-            columns[name] = pa.array(values, EVENT_FIELDS[name])
-        elif name in _PRIVATE_COLUMNS:
-            columns[name] = p.column(pa.array(values, pa.string()))
-        else:
-            columns[name] = pa.array(values, pa.string())
-    table = finish_table(columns, n, source=source, ingested=ingested)
-    return table.set_column(_DATASET_COLUMN, EVENT_SCHEMA.field(_DATASET_COLUMN), constant_strings(DATASET, n))
-
-
-class _Rejected(ValueError):
-    """A span that cannot become an event; the message says why."""
-
-
-@dataclass(frozen=True)
-class _Context:
-    service: str | None
-    labels: dict[str, Any]
-
-
-def _context(resource: dict[str, Any], scope: str) -> _Context:
-    service = resource.get("service.name")
-    labels = {k: v for k, v in resource.items() if k != "service.name"}
-    if scope:
-        labels["otel.scope.name"] = scope
-    return _Context(str(service) if service is not None else None, labels)
-
-
-def _row(span: Span, ctx: _Context, bad_id: str | None) -> dict[str, Any]:
-    trace, span_id, parent = _ids(span, bad_id)
-    start, end = span.start_time_unix_nano, span.end_time_unix_nano
-    if start == 0:
-        raise _Rejected("missing startTimeUnixNano")
-    if end == 0:
-        raise _Rejected("missing endTimeUnixNano (the span is not ended)")
-    if end < start:
-        raise _Rejected(f"endTimeUnixNano {end} is before startTimeUnixNano {start}")
-    if start >= _MAX_NS:
-        raise _Rejected(f"startTimeUnixNano {start} is out of range")
-    row: dict[str, Any] = {
-        "@timestamp": start // 1000,
-        "event.id": event_id("otlp", 0, trace + span_id),
-        "event.duration": end - start,
-        "event.outcome": _OUTCOMES.get(span.status.code, "unknown"),
-        "trace.id": trace, "span.id": span_id, "parent.id": parent,
-        "span.name": span.name, "span.kind": _KINDS.get(span.kind, "unspecified"),
-        "service.name": ctx.service,
-    }  # fmt: skip
-    labels = dict(ctx.labels)
-    _attributes(span.attributes, row, labels)
-    _errors(span, row)
-    if labels:
-        row["labels"] = json.dumps(labels, separators=(",", ":"), ensure_ascii=False, default=str)
-    return row
-
-
-def _ids(span: Span, bad_id: str | None) -> tuple[str, str, str | None]:
-    if bad_id:
-        raise _Rejected(bad_id)
-    for name, value, size in (("traceId", span.trace_id, 16), ("spanId", span.span_id, 8)):
-        if not value:
-            raise _Rejected(f"missing {name}")
-        if len(value) != size:
-            raise _Rejected(f"{name} must be {size} bytes ({2 * size} hex digits), got {len(value)} bytes")
-        if not any(value):
-            raise _Rejected(f"{name} is all zeroes (invalid per the W3C trace context)")
-    parent = span.parent_span_id
-    if parent and len(parent) != 8:
-        raise _Rejected(f"parentSpanId must be empty or 8 bytes (16 hex digits), got {len(parent)} bytes")
-    return span.trace_id.hex(), span.span_id.hex(), parent.hex() if parent else None
-
-
-def _attributes(attrs: Any, row: dict[str, Any], labels: dict[str, Any]) -> None:
-    for kv in attrs:
-        value = _value(kv.value)
-        target = ATTRIBUTE_FIELDS.get(kv.key)
-        if target in _INT_FIELDS:
-            value = _as_int(value)
-        if target is None or value is None or target in row:
-            labels[kv.key] = value
-        else:
-            row[target] = value if isinstance(value, str) or target in _INT_FIELDS else canonical_json(value)
-    target = row.pop("_target", None)
-    full = row.get("url.full")
-    if full or target:
-        for name, value in url_fields(full or target).items():
-            if value is not None:
-                row.setdefault(name, value)
-    if "url.query" in row and "url.path" in row and "url.original" not in row:
-        row["url.original"] = f"{row['url.path']}?{row['url.query']}"
-
-
-def _errors(span: Span, row: dict[str, Any]) -> None:
-    for event in span.events:
-        if event.name != "exception":
-            continue
-        attrs = {kv.key: _value(kv.value) for kv in event.attributes}
-        if "exception.type" in attrs:
-            row["error.type"] = str(attrs["exception.type"])
-        if "exception.message" in attrs:
-            row["error.message"] = str(attrs["exception.message"])
-        break
-    if "error.message" not in row and span.status.code == Status.STATUS_CODE_ERROR and span.status.message:
-        row["error.message"] = span.status.message
-
-
-def _as_int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _value(value: AnyValue) -> Any:
-    """An OTLP ``AnyValue`` as plain Python data (bytes as hex)."""
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [_value(v) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: _value(kv.value) for kv in value.kvlist_value.values}
-    if kind == "bytes_value":
-        return value.bytes_value.hex()
-    return getattr(value, kind)
+    return ParsedBatch(columns.to_table(DATASET, source, pseudonymiser, ingested), dead, number)
 
 
 def _raw(span: Span, p: Pseudonymiser) -> str:

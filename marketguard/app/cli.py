@@ -140,7 +140,7 @@ def bench(
     offline: Annotated[bool, typer.Option(help="Run the offline hunt benchmark.")] = True,
     live: Annotated[bool, typer.Option(help="Run the live HTTP ingest + detection benchmark.")] = True,
     live_seconds: Annotated[float, typer.Option(help="How long the live benchmark sends traffic.")] = 20.0,
-    only: Annotated[str | None, typer.Option("--only", help="Run only this benchmark: offline, live or slo.")] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run only this benchmark: offline, live, otlp or slo.")] = None,
     es: Annotated[bool, typer.Option("--es/--no-es", help="With the offline benchmark, also the Elasticsearch path on a local osmem-server (wire-level figures, not a cluster's).")] = True,
 ) -> None:
     """Benchmarks, measured and printed (never asserted).
@@ -148,9 +148,10 @@ def bench(
     Offline: generate a deterministic log and hunt it end to end (events/s, peak memory).
     Live: sustained HTTP ingest into `marketguard serve` with every web rule active
     (accepted events/s, detection latency p50/p99 from event timestamp to stored alert).
+    OTLP (`--only otlp`; the live run measures it too): spans/s and service CPU through /v1/traces.
     """
-    if only not in (None, "offline", "live", "slo"):
-        fail(f"--only takes offline, live or slo, not {only!r}")
+    if only not in (None, "offline", "live", "otlp", "slo"):
+        fail(f"--only takes offline, live, otlp or slo, not {only!r}")
     if offline and only in (None, "offline"):
         from marketguard.app.bench import run_bench
 
@@ -159,6 +160,10 @@ def bench(
         from marketguard.app.bench_live import run_live_bench
 
         run_live_bench(workdir, seconds=live_seconds)
+    if only == "otlp":
+        from marketguard.app.bench_otlp import run_otlp_bench
+
+        run_otlp_bench(workdir)
     if only in (None, "slo"):
         from marketguard.app.bench_slo import run_slo_bench
 

@@ -17,7 +17,7 @@ runner = CliRunner()
 def test_only_names_one_of_the_benchmarks(tmp_path: Path) -> None:
     result = runner.invoke(app, ["bench", "--only", "everything", "--workdir", str(tmp_path)])
     assert result.exit_code == 2
-    assert "--only takes offline, live or slo" in result.output
+    assert "--only takes offline, live, otlp or slo" in result.output
     assert not any(tmp_path.iterdir())  # refused before any benchmark ran
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from marketguard.app.api.routes import health
 from marketguard.app.api.routes import otlp as otlp_routes
+from marketguard.app.bench_otlp import fresh_body, otlp_templates
 from marketguard.app.services import Services
 from marketguard.schema import EVENT_FIELDS
 from marketguard.store import MatchWindow
@@ -315,3 +317,18 @@ def test_role_matrix_of_the_new_ingest_routes(services: Services) -> None:
                 expected = {401} if role is None else ({200, 400} if role in ("admin", "ingest") else {403})
                 assert got in expected, (path, role, got)
         services.ingest.stop()
+
+
+def test_bench_exports_are_new_recent_spans(otlp_client: TestClient, services: Services, ingest_headers: dict[str, str]) -> None:
+    """`marketguard bench --only otlp` counts the spans of each export answered 200: every body
+    it sends from one template must be new spans (no duplicate counted) stamped with the time."""
+    rng = random.Random(1)
+    template = otlp_templates(rng, spans=40, traces=4, count=1)[0]
+    before = time.time_ns()
+    for _ in range(2):
+        r = otlp_client.post(URL, content=fresh_body(rng, template), headers={**PROTO, **ingest_headers})
+        assert r.status_code == 200 and ExportTraceServiceResponse.FromString(r.content) == ExportTraceServiceResponse()
+    stored = spans(services)
+    assert len(stored) == 80 and len({r["trace.id"] for r in stored}) == 8 and len({r["event.id"] for r in stored}) == 80
+    assert all(r["@timestamp"].timestamp() * 1e9 >= before - 5_000_000 - 1_000 for r in stored)
+    assert {r["event.duration"] for r in stored} == {5_000_000}

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
+from collectors._ecs import event_id
 from collectors.otlp import (
     OtlpDecodeError,
     decode_json,
@@ -152,3 +155,60 @@ def test_empty_protobuf_is_an_empty_request() -> None:
     assert decode_protobuf(b"") == ExportTraceServiceRequest()
     batch = spans_to_batch(decode_request(b"", "protobuf"), source="t", pseudonymiser=P)
     assert batch.events.num_rows == 0 and batch.lines_read == 0
+
+
+def test_event_id_hashes_the_trace_and_span_ids_as_before() -> None:
+    """Ids must not change between versions, or a span exported again after an upgrade would be
+    stored twice."""
+    (row,), _ = rows(request(span(7)))
+    assert row["event.id"] == event_id("otlp", 0, row["trace.id"] + row["span.id"])
+
+
+def pb_span(i: int, *attrs: tuple[str, Any], code: int = 0, message: str = "") -> Span:
+    s = Span(trace_id=i.to_bytes(16, "big"), span_id=i.to_bytes(8, "big"), name=f"span {i}",
+             start_time_unix_nano=START, end_time_unix_nano=START + i)  # fmt: skip
+    for key, value in attrs:
+        v = AnyValue(int_value=value) if isinstance(value, int) else AnyValue(string_value=value)
+        s.attributes.append(KeyValue(key=key, value=v))
+    s.status.code, s.status.message = code, message
+    return s
+
+
+def pb_request(*scopes: tuple[str, list[Span]], resource: tuple[tuple[str, str], ...] = ()) -> bytes:
+    rs = ResourceSpans(scope_spans=[ScopeSpans(scope=InstrumentationScope(name=n), spans=s) for n, s in scopes])
+    for key, value in (("service.name", "shop"), *resource):
+        rs.resource.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+    return ExportTraceServiceRequest(resource_spans=[rs]).SerializeToString()
+
+
+def test_attributes_repeated_across_spans_map_per_span() -> None:
+    """Spans sharing attributes (decoded once per request) still map each on their own."""
+    status, route = ("http.response.status_code", 503), ("http.route", "/cart")
+    body = pb_request(
+        ("a", [pb_span(1, status, route), pb_span(2, status, ("http.status_code", 200), route),
+               pb_span(3, ("host.name", "web-9"), route, code=2, message="db down"), pb_span(4)]),
+        ("b", [pb_span(5, status, route, code=2, message="db down")]),
+        resource=(("host.name", "web-1"), ("team", "cart")),
+    )  # fmt: skip
+    got, dead = rows(body, "protobuf")
+    assert not dead
+    assert [r["http.response.status_code"] for r in got] == [503, 503, None, None, 503]
+    assert [json.loads(r["labels"]) for r in got] == [
+        {"host.name": "web-1", "team": "cart", "otel.scope.name": "a", "http.route": "/cart"},
+        {"host.name": "web-1", "team": "cart", "otel.scope.name": "a", "http.status_code": 200, "http.route": "/cart"},
+        {"host.name": "web-9", "team": "cart", "otel.scope.name": "a", "http.route": "/cart"},  # the span's own wins
+        {"host.name": "web-1", "team": "cart", "otel.scope.name": "a"},
+        {"host.name": "web-1", "team": "cart", "otel.scope.name": "b", "http.route": "/cart"},
+    ]  # fmt: skip
+    assert [r["event.outcome"] for r in got] == ["unknown", "unknown", "failure", "unknown", "failure"]
+    assert [r["error.message"] for r in got] == [None, None, "db down", None, "db down"]
+    assert [r["event.duration"] for r in got] == [1, 2, 3, 4, 5]
+
+
+def test_rejected_span_is_dead_lettered_whole_from_protobuf() -> None:
+    bad = pb_span(2, ("http.route", "/x"))
+    bad.span_id = b"\x01\x02"
+    _, (letter,) = rows(pb_request(("a", [pb_span(1), bad])), "protobuf")
+    raw = json.loads(letter.raw)
+    assert raw["spanId"] == "0102" and [a["value"] for a in raw["attributes"]] == [{"stringValue": "/x"}]
+    assert raw["status"] == {} and raw["name"] == "span 2"
