@@ -2,7 +2,8 @@
 
 Creation uses ``op_type=create`` (a name is taken once, even by two service instances at the
 same moment); revocation is a conditional write (``if_seq_no``/``if_primary_term``), so a
-concurrent change is detected instead of overwritten.
+concurrent change is detected instead of overwritten. The index and its mapping are created by
+the store's setup (:data:`marketguard.store.es_setup.RECORD_MAPPINGS`).
 """
 
 from __future__ import annotations
@@ -16,21 +17,8 @@ from elasticsearch import ApiError, ConflictError, NotFoundError
 from marketguard.auth import ApiKey, KeyError_, Principal, check_new_key, hash_key, new_secret
 from marketguard.errors import StoreError
 from marketguard.store.elasticsearch import ElasticsearchStore
-from marketguard.store.es_setup import create_plain_index
 
 __all__ = ["ElasticsearchKeyStore"]
-
-_MAPPING = {
-    "dynamic": "strict",
-    "properties": {
-        "name": {"type": "keyword"},
-        "role": {"type": "keyword"},
-        "hash": {"type": "keyword"},
-        "created": {"type": "date_nanos"},
-        "revoked": {"type": "date_nanos"},
-    },
-}
-
 
 def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
@@ -42,7 +30,6 @@ class ElasticsearchKeyStore:
     def __init__(self, store: ElasticsearchStore) -> None:
         self._es = store.client
         self._index = store.names.index("apikeys")
-        self._call(lambda: create_plain_index(self._es, self._index, _MAPPING))
 
     def create(self, name: str, role: str) -> str:
         """Create a key and return its secret; only the hash is stored."""

@@ -17,6 +17,13 @@ next appender walks past it and moves the head itself.
 
 :meth:`ElasticsearchAuditLog.verify` also compares the stored end with the head, so deleting
 the newest entries is reported too (the head remembers how long the chain was).
+
+**Exactly once, when retried.** :meth:`ElasticsearchAuditLog.append_once` stores a caller's key
+with the entry (``key``, outside the hash) and appends nothing when an entry with that key
+exists: the ticket store uses it to finish an append that a crash interrupted. The check
+cannot miss a concurrent twin: every append is created at the chain end, so the loser of a
+race walks past the winner's entry (real-time reads) before it could create its own, and an
+entry at or before the head was refreshed before the head moved, so a search finds it.
 """
 
 from __future__ import annotations
@@ -71,30 +78,53 @@ class ElasticsearchAuditLog:
     def append(self, actor: str, action: str, object: str, details: Mapping[str, Any] | None = None,
                *, now: datetime | None = None) -> AuditEntry:
         """Append one entry at the end of the chain; retried on the new end after a lost race."""
+        return self._append(None, actor, action, object, details, now)
+
+    def append_once(self, key: str, actor: str, action: str, object: str,
+                    details: Mapping[str, Any] | None = None, *, now: datetime | None = None) -> AuditEntry:
+        """Append the entry unless one with ``key`` exists (then return that one); see the module docstring."""
+        return self._append(key, actor, action, object, details, now)
+
+    def _append(self, key: str | None, actor: str, action: str, object: str,
+                details: Mapping[str, Any] | None, now: datetime | None) -> AuditEntry:
         clean: dict[str, Any] = json.loads(canonical_json(dict(details or {})))
         moment = (now or datetime.now(UTC)).astimezone(UTC)
         with self._lock:
             for _ in range(CAS_ATTEMPTS):
-                last, prev = self._end()
+                last, prev, tail = self._end()
+                if key is not None and (done := self._with_key(key, tail)) is not None:
+                    return done
                 seq = last + 1
                 digest = entry_hash(seq, moment, actor, action, object, clean, prev)
                 doc = {"seq": seq, "time": iso(moment), "actor": actor, "action": action, "object": object,
                        "details": canonical_json(clean), "prev_hash": prev, "hash": digest}
+                if key is not None:
+                    doc["key"] = key
                 if self._entries.create(str(seq), doc):
                     self._advance(seq, digest)
                     return AuditEntry(seq, moment, actor, action, object, clean, prev, digest)
         raise StoreError(f"audit append: the chain end kept moving for {CAS_ATTEMPTS} attempts")
 
+    def _with_key(self, key: str, tail: list[dict[str, Any]]) -> AuditEntry | None:
+        """The entry stored under ``key``: among those past the head, else by search."""
+        for src in tail:
+            if src.get("key") == key:
+                return _entry(src)
+        return next(self._stream({"term": {"key": key}}, 1), None)
+
     def _head(self) -> tuple[int, str]:
         found = self._state.get(HEAD_ID)
         return (int(found[0]["seq"]), str(found[0]["value"])) if found else (0, GENESIS)
 
-    def _end(self) -> tuple[int, str]:
-        """The last entry's seq and hash: from the head, then past it while entries exist."""
+    def _end(self) -> tuple[int, str, list[dict[str, Any]]]:
+        """The last entry's seq and hash, from the head then past it while entries exist, and the
+        entries walked past the head."""
         seq, digest = self._head()
+        tail: list[dict[str, Any]] = []
         while (nxt := self._entries.get(str(seq + 1))) is not None:
             seq, digest = seq + 1, str(nxt[0]["hash"])
-        return seq, digest
+            tail.append(nxt[0])
+        return seq, digest, tail
 
     def _advance(self, seq: int, digest: str) -> None:
         """Move the head to ``seq`` unless another writer already moved it further."""

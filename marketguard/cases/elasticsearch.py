@@ -52,28 +52,12 @@ from marketguard.errors import StoreError
 from marketguard.metrics import METRICS, Metrics
 from marketguard.store._es_docs import iso
 from marketguard.store.elasticsearch import ElasticsearchStore
-from marketguard.store.es_setup import create_plain_index
 from marketguard.types import SEVERITY_ORDER, severity_rank
 
 __all__ = ["ElasticsearchCaseStore"]
 
-_K = {"type": "keyword"}
-_D = {"type": "date_nanos"}
-_TEXT = {"type": "keyword", "index": False, "doc_values": False}
-_ENTITY = {"entity_values": _K, "entity_pairs": _K, "severity_rank": {"type": "integer"}}
-_MAPPINGS = {
-    "alerts": {"id": _K, "rule_id": _K, "rule_title": _TEXT, "rule_level": _K, "rule_author": _TEXT,
-               "rule_license": _TEXT, "tags": _K, "kind": _K, "type": _K, "group_key": _K,
-               "first_seen": _D, "last_seen": _D, "window_start": _D, "window_end": _D, "event_ids": _TEXT,
-               "event_count": {"type": "long"}, "entities": _TEXT, "count": {"type": "long"},
-               "value": {"type": "double"}, "status": _K, "created": _D, "updated": _D, "incident_id": _K} | _ENTITY,
-    "incidents": {"id": _K, "title": _TEXT, "type": _K, "severity": _K, "level": _K, "entities": _TEXT,
-                  "links": _TEXT, "link_keys": _K, "alert_ids": _TEXT, "rule_ids": _TEXT, "first_seen": _D,
-                  "last_seen": _D, "status": _K, "created": _D, "updated": _D, "merged_into": _K} | _ENTITY,
-    "timeline": {"incident_id": _K, "seq": {"type": "long"}, "time": _D, "kind": _K, "text": _TEXT,
-                 "alert_id": _K, "recorded": _D},
-    "alertkeys": {"key": _K, "alert_id": _K, "recorded": _D},
-}
+#: The indices this store writes (``<prefix>-<kind>``; mappings in ``es_setup.RECORD_MAPPINGS``).
+_KINDS = ("alerts", "incidents", "timeline", "alertkeys")
 _TIMES = ("first_seen", "last_seen", "window_start", "window_end", "created", "updated")
 _SEP = "\x1f"
 
@@ -173,8 +157,6 @@ class ElasticsearchCaseStore:
         self._es, self._names, self._metrics = store.client, store.names, metrics
         self._policy = GroupingPolicy.from_settings(settings)
         self._lock = threading.Lock()
-        for kind, props in _MAPPINGS.items():
-            self._call(lambda k=kind, p=props: create_plain_index(self._es, self._index(k), {"dynamic": "strict", "properties": p}))
         self._set_open_gauge()
 
     def _index(self, kind: str) -> str:
@@ -213,7 +195,7 @@ class ElasticsearchCaseStore:
             self._put("timeline", f"{iid}-{base + n}", doc, None, new=True)
         for key, alert_id in changes.keys:
             self._put("alertkeys", key, {"key": key, "alert_id": alert_id, "recorded": _t(now)}, None, new=True)
-        for kind in _MAPPINGS:
+        for kind in _KINDS:
             self._call(lambda k=kind: self._es.indices.refresh(index=self._index(k)))
 
     def _put(self, kind: str, doc_id: str, doc: dict[str, Any], version: tuple[int, int] | None, *, new: bool = False) -> None:

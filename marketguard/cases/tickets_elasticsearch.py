@@ -7,9 +7,13 @@
   workflow (:mod:`marketguard.cases.tickets`) and writes with ``if_seq_no``/``if_primary_term``.
   A 409 means another writer changed it first: the change is re-applied to what they wrote
   (a now-forbidden transition is refused then, as it would have been in order).
-* **Audit**: the entry is appended after the ticket write succeeded, so a change refused by
-  the workflow or lost to a conflict writes none. Elasticsearch has no transactions: a crash
-  between the two writes leaves one change unaudited (DuckDB writes both in one transaction).
+* **Audit, never lost**: Elasticsearch has no transactions (DuckDB writes a change and its
+  entry in one). Here the change is written with its audit record embedded (``pending_audit``:
+  a key, actor, action, object, details and time) in the same compare-and-swap write; then the
+  entry is appended (:meth:`~marketguard.cases.audit_elasticsearch.ElasticsearchAuditLog.append_once`,
+  keyed, so it lands once however often it is retried) and the field cleared. A crash in
+  between leaves the record on the ticket, and the next open or change of that ticket appends
+  it first. A change refused by the workflow or lost to a conflict writes no record.
 
 Composite fields (entities, links, comments, failed steps, details) are stored JSON text.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, replace
 from datetime import UTC, datetime
@@ -26,7 +31,8 @@ from typing import Any
 
 from marketguard.auth import Principal
 from marketguard.cases import Page, decode_cursor, encode_cursor
-from marketguard.cases.audit import AuditLog
+from marketguard.cases.audit import canonical_json
+from marketguard.cases.audit_elasticsearch import ElasticsearchAuditLog
 from marketguard.cases.tickets import (
     Comment,
     Link,
@@ -46,12 +52,14 @@ from marketguard.store._es_records import EsRecords, parse_time
 from marketguard.store.elasticsearch import ElasticsearchStore
 from marketguard.types import OPERATOR_QUEUES, OWNER_QUEUE_PATTERN, PRIORITY_ORDER, TicketStatus
 
-__all__ = ["ElasticsearchTicketStore", "ticket_id_of"]
+__all__ = ["ElasticsearchTicketStore", "ticket_id_of", "PENDING"]
 
 _PLAIN = ("id", "incident_id", "queue", "kind", "title", "priority", "severity", "impact", "status",
           "assignee", "reopened")
 _TIMES = ("created", "updated", "ack_due", "resolve_due", "acknowledged_at", "resolved_at", "closed_at")
 _SORT = [{"created": "desc"}, {"id": "desc"}]
+#: The field holding a change's audit record until its entry is appended.
+PENDING = "pending_audit"
 
 
 def _json(value: Any) -> str:
@@ -93,12 +101,31 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC) if value is not None else None
 
 
+def _pending(actor: str, action: str, object: str, details: Mapping[str, Any], now: datetime | None) -> str:
+    """An audit record to embed in a ticket write (JSON text with a fresh key)."""
+    return json.dumps({"key": uuid.uuid4().hex, "actor": actor, "action": action, "object": object,
+                       "details": canonical_json(dict(details)), "time": iso(now or datetime.now(UTC))})
+
+
 class ElasticsearchTicketStore:
     """:class:`~marketguard.cases.tickets.TicketStore` in ``<prefix>-tickets`` (see the module docstring)."""
 
-    def __init__(self, store: ElasticsearchStore, audit: AuditLog) -> None:
+    def __init__(self, store: ElasticsearchStore, audit: ElasticsearchAuditLog) -> None:
         self._rec = EsRecords(store.client, store.names.index("tickets"), "ticket")
         self._audit = audit
+
+    def _settle(self, ticket_id: str, record: str) -> None:
+        """Append the embedded audit ``record`` (once, by its key), then clear it from the ticket."""
+        r = json.loads(record)
+        self._audit.append_once(r["key"], r["actor"], r["action"], r["object"], json.loads(r["details"]),
+                                now=parse_time(r["time"]))
+
+        def clear(current: dict[str, Any] | None) -> dict[str, Any] | None:
+            if current is None or current.get(PENDING) != record:
+                return None  # cleared already, or another change's record by now
+            return {k: v for k, v in current.items() if k != PENDING}
+
+        self._rec.swap(ticket_id, clear)
 
     # -- writes -----------------------------------------------------------------------------------
     def open(self, new: NewTicket, *, actor: str, now: datetime | None = None) -> OpenResult:
@@ -108,6 +135,8 @@ class ElasticsearchTicketStore:
         tid = ticket_id_of(new.incident_id, new.queue, new.kind)
         found = self._rec.get(tid)
         if found is not None:
+            if found[0].get(PENDING):
+                self._settle(tid, found[0][PENDING])
             return OpenResult(_ticket(found[0]), created=False)
         t = Ticket(
             id=tid, incident_id=new.incident_id, queue=new.queue, kind=new.kind,
@@ -116,39 +145,49 @@ class ElasticsearchTicketStore:
             ack_due=new.ack_due.astimezone(UTC), resolve_due=new.resolve_due.astimezone(UTC),
             entities=dict(new.entities), links=tuple(dict.fromkeys(new.links)), details=dict(new.details),
         )
-        if not self._rec.create(tid, _doc(t, key)):  # another instance opened it a moment ago
+        record = _pending(actor, "ticket.open", f"ticket:{t.id}", {
+            "incident_id": t.incident_id, "queue": t.queue, "kind": t.kind, "priority": t.priority,
+            "severity": t.severity, "impact": t.impact, "ack_due": t.ack_due, "resolve_due": t.resolve_due,
+        }, moment)
+        if not self._rec.create(tid, _doc(t, key) | {PENDING: record}):  # another instance opened it a moment ago
             again = self._rec.get(tid)
             if again is None:
                 raise TicketError(f"ticket {tid} was opened and removed concurrently")
+            if again[0].get(PENDING):
+                self._settle(tid, again[0][PENDING])
             return OpenResult(_ticket(again[0]), created=False)
-        self._audit.append(actor, "ticket.open", f"ticket:{t.id}", {
-            "incident_id": t.incident_id, "queue": t.queue, "kind": t.kind, "priority": t.priority,
-            "severity": t.severity, "impact": t.impact, "ack_due": t.ack_due, "resolve_due": t.resolve_due,
-        }, now=moment)
+        self._settle(tid, record)
         return OpenResult(t, created=True)
 
     def _change(self, ticket_id: str, actor: str, action: str,
                 details: Mapping[str, Any] | Callable[[Ticket], Mapping[str, Any]],
                 change: Callable[[Ticket], Ticket | None], now: datetime | None) -> Ticket:
-        """Compare-and-swap the ticket (None from ``change``: nothing to do, no audit entry),
-        then audit. ``details`` may be a function of the ticket before the change."""
-        seen: dict[str, Ticket | None] = {}
+        """Compare-and-swap the ticket with its audit record embedded (None from ``change``:
+        nothing to do, no audit entry), then append the entry and clear the record. A record left
+        by an earlier, interrupted change is appended first. ``details`` may be a function of the
+        ticket before the change."""
+        seen: dict[str, Any] = {}
 
         def step(current: dict[str, Any] | None) -> dict[str, Any] | None:
             if current is None:
                 raise TicketNotFound(f"no ticket with id {ticket_id!r}")
+            if current.get(PENDING):  # an earlier change's entry first, so the chain keeps their order
+                self._settle(ticket_id, current[PENDING])
             before = _ticket(current)
             after = change(before)
-            seen.update(before=before, after=after)
-            return None if after is None else _doc(after, current["open_key"])
+            seen.update(before=before, after=after, record=None)
+            if after is None:
+                return None
+            what = details(before) if callable(details) else details
+            seen["record"] = _pending(actor, action, f"ticket:{ticket_id}", what, now)
+            return _doc(after, current["open_key"]) | {PENDING: seen["record"]}
 
         _, wrote = self._rec.swap(ticket_id, step)
         before, after = seen["before"], seen["after"]
         assert before is not None
         if not wrote or after is None:
             return before
-        what = details(before) if callable(details) else details
-        self._audit.append(actor, action, f"ticket:{ticket_id}", what, now=now)
+        self._settle(ticket_id, seen["record"])
         return after
 
     def set_status(self, ticket_id: str, status: TicketStatus, *, actor: str, reason: str | None = None,

@@ -20,10 +20,12 @@ and creates the event stream or first index only when missing. Servers differ:
   is kept as JSON in ``deploy/elasticsearch/ilm-policy.json`` for operators.
 
 Beside the events, :data:`RECORD_MAPPINGS` holds the explicit mappings (``dynamic: strict``) of
-every plain index the rest of the product keeps on the cluster: tickets, the audit trail,
-playbook state and fraud baselines. :func:`setup` creates each one that is missing (also kept
-as ``deploy/elasticsearch/record-indices.json``). Composite values (comments, details…) are
-stored JSON text that is neither indexed nor aggregated.
+every plain index the rest of the product keeps on the cluster: alerts, incidents and their
+timeline and dedupe keys, tickets, the audit trail, API keys, scheduler leases, playbook state
+and fraud baselines. This table is the one source of those mappings (the stores only name the
+kind they use); :func:`setup` creates each index that is missing and adds newly mapped fields
+to one that exists, so the stores never create one themselves (also kept as ``deploy/elasticsearch/record-indices.json``). Composite values
+(comments, details…) are stored JSON text that is neither indexed nor aggregated.
 """
 
 from __future__ import annotations
@@ -39,9 +41,7 @@ from marketguard.schema import EVENT_FIELDS
 
 __all__ = [
     "SEQ_FIELD", "LABELS_JSON_FIELD", "EXACT_FIELDS", "Capabilities", "IndexNames",
-    "event_mappings", "ilm_policy", "component_templates", "detect", "setup", "RECORD_MAPPINGS",
-    "create_plain_index",
-]
+    "event_mappings", "ilm_policy", "component_templates", "detect", "setup", "RECORD_MAPPINGS"]
 
 #: The ingest sequence number (``_seq`` of the protocol) inside an event document.
 SEQ_FIELD = "marketguard.seq"
@@ -245,13 +245,11 @@ def _create_events(client: Elasticsearch, names: IndexNames, caps: Capabilities,
     return caps
 
 
-def create_plain_index(client: Elasticsearch, name: str, mappings: dict[str, Any]) -> None:
-    """Create a non-event index with explicit mappings unless it exists (used by cases, keys)."""
-    _create_plain(client, name, mappings)
-
-
 def _create_plain(client: Elasticsearch, name: str, mappings: dict[str, Any]) -> None:
+    """Create the index, or on an existing one add the fields a newer version maps (a field
+    mapped differently fails loudly; the same mapping again changes nothing)."""
     if client.indices.exists(index=name):
+        client.indices.put_mapping(index=name, dynamic=mappings.get("dynamic"), properties=mappings["properties"])
         return
     try:
         client.indices.create(index=name, mappings=mappings, settings={"number_of_shards": 1})
@@ -291,16 +289,33 @@ def _strict(**props: dict[str, Any]) -> dict[str, Any]:
     return {"dynamic": "strict", "properties": props}
 
 
+_ENTITY: dict[str, Any] = {"entity_values": _K, "entity_pairs": _K, "severity_rank": _I}
+
 #: Index kind (``<prefix>-<kind>``) -> explicit mapping of the record indices beside the events.
 RECORD_MAPPINGS: dict[str, dict[str, Any]] = {
+    "alerts": _strict(
+        id=_K, rule_id=_K, rule_title=_STORED, rule_level=_K, rule_author=_STORED, rule_license=_STORED, tags=_K,
+        kind=_K, type=_K, group_key=_K, first_seen=_D, last_seen=_D, window_start=_D, window_end=_D,
+        event_ids=_STORED, event_count=_L, entities=_STORED, count=_L, value=_F, status=_K, created=_D, updated=_D,
+        incident_id=_K, **_ENTITY,
+    ),
+    "incidents": _strict(
+        id=_K, title=_STORED, type=_K, severity=_K, level=_K, entities=_STORED, links=_STORED, link_keys=_K,
+        alert_ids=_STORED, rule_ids=_STORED, first_seen=_D, last_seen=_D, status=_K, created=_D, updated=_D,
+        merged_into=_K, **_ENTITY,
+    ),
+    "timeline": _strict(incident_id=_K, seq=_L, time=_D, kind=_K, text=_STORED, alert_id=_K, recorded=_D),
+    "alertkeys": _strict(key=_K, alert_id=_K, recorded=_D),
+    "apikeys": _strict(name=_K, role=_K, hash=_K, created=_D, revoked=_D),
+    "leases": _strict(name=_K, holder=_K, term=_L, expires_at=_D),
     "tickets": _strict(
         id=_K, open_key=_K, incident_id=_K, queue=_K, kind=_K, title=_STORED, priority=_K, severity=_K,
         impact=_K, status=_K, assignee=_K, created=_D, updated=_D, ack_due=_D, resolve_due=_D,
         acknowledged_at=_D, resolved_at=_D, closed_at=_D, reopened=_I, entities=_STORED, links=_STORED,
-        comments=_STORED, failed_steps=_STORED, details=_STORED,
+        comments=_STORED, failed_steps=_STORED, details=_STORED, pending_audit=_STORED,
     ),
     "audit": _strict(
-        seq=_L, time=_D, actor=_K, action=_K, object=_K, details=_STORED, prev_hash=_K, hash=_K,
+        seq=_L, time=_D, actor=_K, action=_K, object=_K, details=_STORED, prev_hash=_K, hash=_K, key=_K,
     ),
     "playbooksteps": _strict(
         playbook_id=_K, incident_id=_K, step_index=_I, kind=_K, status=_K, attempts=_I, output=_STORED,

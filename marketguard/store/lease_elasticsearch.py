@@ -8,7 +8,8 @@ clock (see :mod:`marketguard.store.lease` for the clock-skew assumption).
 
 Lease requests use their own, short timeout (``request_timeout_s``): a holder must learn
 quickly that it could not renew, well inside its lease, rather than wait for the store-wide
-timeout.
+timeout. The index and its mapping are created by the store's setup
+(:data:`marketguard.store.es_setup.RECORD_MAPPINGS`).
 """
 
 from __future__ import annotations
@@ -18,22 +19,9 @@ from typing import Any
 from marketguard.store._es_docs import iso
 from marketguard.store._es_records import EsRecords, parse_time
 from marketguard.store.elasticsearch import ElasticsearchStore
-from marketguard.store.es_setup import create_plain_index
 from marketguard.store.lease import CasLeaseStore, Clock, LeaseState, utc_now
 
-__all__ = ["ElasticsearchLeaseStore", "LEASE_MAPPING"]
-
-#: Explicit mapping of the ``<prefix>-leases`` index.
-LEASE_MAPPING: dict[str, Any] = {
-    "dynamic": "strict",
-    "properties": {
-        "name": {"type": "keyword"},
-        "holder": {"type": "keyword"},
-        "term": {"type": "long"},
-        "expires_at": {"type": "date_nanos"},
-    },
-}
-
+__all__ = ["ElasticsearchLeaseStore"]
 
 class ElasticsearchLeaseStore(CasLeaseStore):
     """:class:`~marketguard.store.lease.LeaseStore` beside an :class:`ElasticsearchStore`."""
@@ -42,7 +30,6 @@ class ElasticsearchLeaseStore(CasLeaseStore):
         super().__init__(clock)
         index = store.names.index("leases")
         self._records = EsRecords(store.client.options(request_timeout=request_timeout_s), index, "lease")
-        self._records.call(lambda: create_plain_index(store.client, index, LEASE_MAPPING))
 
     def _load(self, name: str) -> tuple[LeaseState, Any] | None:
         found = self._records.get(name)

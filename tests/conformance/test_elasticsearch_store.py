@@ -7,6 +7,7 @@ import os
 import random
 import re
 import socket
+import uuid
 from datetime import UTC, datetime
 
 import pyarrow as pa
@@ -15,6 +16,9 @@ import yaml
 
 from correlator.rules import load_rules
 from correlator.sigma._lucene_regex import RegexNotSupported, to_lucene
+from marketguard.auth.elasticsearch import ElasticsearchKeyStore
+from marketguard.cases.elasticsearch import ElasticsearchCaseStore
+from marketguard.config import Settings
 from marketguard.errors import StoreError
 from marketguard.schema import EVENT_FIELDS, EVENT_SCHEMA
 from marketguard.store import MatchWindow
@@ -27,6 +31,7 @@ from marketguard.store.es_setup import (
     ilm_policy,
     setup,
 )
+from marketguard.store.lease_elasticsearch import ElasticsearchLeaseStore
 
 REAL_CLUSTER = bool(os.environ.get("MARKETGUARD_ES_URL"))
 
@@ -118,15 +123,30 @@ def test_deployed_files_are_what_setup_installs(repo):
 
 def test_setup_creates_every_record_index_strict_and_again_changes_nothing(es_client, open_store):
     store = open_store("elasticsearch")
+    assert {"alerts", "incidents", "timeline", "alertkeys", "apikeys", "leases", "tickets", "audit"} <= set(RECORD_MAPPINGS)
     names = [store.names.index(kind) for kind in RECORD_MAPPINGS]
     before = {n: es_client.indices.get_mapping(index=n).body for n in names}
     setup(es_client, store.names)
+    # the stores open on the set-up cluster without creating or changing any index
+    ElasticsearchCaseStore(store, Settings())
+    ElasticsearchKeyStore(store).create("k", "analyst")
+    ElasticsearchLeaseStore(store).acquire("scheduler", "me", 5.0)
     assert {n: es_client.indices.get_mapping(index=n).body for n in names} == before
     for kind, mapping in RECORD_MAPPINGS.items():
         stored = next(iter(before[store.names.index(kind)].values()))["mappings"]
         assert stored["dynamic"] == "strict" and set(stored["properties"]) == set(mapping["properties"]), kind
     with pytest.raises(Exception, match="strict|dynamic|not allowed"):
         es_client.index(index=store.names.index("tickets"), id="x", document={"surprise": 1})
+
+
+def test_setup_adds_newly_mapped_fields_to_a_record_index_of_an_older_version(es_client, open_store):
+    prefix = f"mgtest-{uuid.uuid4().hex[:10]}"
+    current = RECORD_MAPPINGS["tickets"]["properties"]
+    older = {"dynamic": "strict", "properties": {k: v for k, v in current.items() if k != "pending_audit"}}
+    es_client.indices.create(index=f"{prefix}-tickets", mappings=older)
+    store = open_store("elasticsearch", prefix=prefix)
+    stored = next(iter(es_client.indices.get_mapping(index=store.names.index("tickets")).body.values()))["mappings"]
+    assert set(stored["properties"]) == set(current) and stored["dynamic"] == "strict"
 
 
 # -- Sigma semantics, side by side ------------------------------------------------------------
