@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     ingest_retry_after_s: int = Field(1, ge=1, description="Retry-After seconds sent with 429.")
     console_session_ttl_s: float = Field(8 * 3600.0, gt=0, description="Web console: a sign-in lasts this long.")
     console_cookie_secure: bool = Field(False, description="Web console: send the session cookie only over HTTPS (set behind TLS).")
+    console_signin_max_failures: int = Field(5, ge=1, description="Web console: failed sign-ins from one client address before it gets 429.")
+    console_signin_window_s: float = Field(300.0, gt=0, description="Web console: the window (seconds) in which failed sign-ins are counted (per process).")
 
     routing_file: Path = Field(Path("playbooks/routing.yaml"), description="Ownership routing, priority matrix and SLAs.")
     monitors_file: Path = Field(Path("monitors.yaml"), description="Uptime monitors YAML; relative to data_dir; no file = no monitors.")

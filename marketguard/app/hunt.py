@@ -3,8 +3,13 @@
 Everything that can overlap does, on two cores: the rules are loaded and compiled on a thread
 while the first lines are parsed; each parsed batch is stored and, at the same time, scanned
 by the prefilter (:class:`~correlator.prefilter.CandidateScan`) while the collector parses the
-next one; the rule queries then run on candidates only. An in-memory scratch store is capped
-(:data:`SCRATCH_MEMORY_MB`) and spills to a temporary directory beyond it.
+next one; the rule queries then run on candidates only.
+
+Offline hunting always uses a scratch :class:`~marketguard.store.duckdb.DuckDBStore`, whatever
+store the service is configured with (:func:`open_scratch_store`): the inputs are files, and
+the embedded store numbers each appended batch contiguously, which the prefilter relies on. An
+in-memory scratch store is capped (:data:`SCRATCH_MEMORY_MB`) and spills to a temporary
+directory beyond it.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from correlator.engine import EngineResult, run_rules
 from correlator.prefilter import CandidateScan
 from correlator.rules import RuleSet, load_rules
 from marketguard.config import Settings, pseudonymisation_key
-from marketguard.store import MatchWindow, Store, open_store
+from marketguard.store import MatchWindow
+from marketguard.store.duckdb import DuckDBStore
 
-__all__ = ["HuntReport", "hunt", "LOGSOURCES", "SCRATCH_MEMORY_MB", "BATCH_LINES"]
+__all__ = ["HuntReport", "hunt", "open_scratch_store", "LOGSOURCES", "SCRATCH_MEMORY_MB", "BATCH_LINES"]
 
 #: Sigma logsource categories an input can be declared as.
 LOGSOURCES = ("webserver", "proxy")
@@ -81,15 +87,12 @@ def hunt(
     on_bytes: Callable[[int], None] | None = None,
     on_rule: Callable[[str], None] | None = None,
     on_rules_loaded: Callable[[RuleSet], None] | None = None,
-) -> tuple[HuntReport, Store]:
+) -> tuple[HuntReport, DuckDBStore]:
     """Hunt ``paths`` with the rules under ``rule_dirs``; return the report and the store.
 
-    The store is a scratch store (in memory, or ``keep_db``); the caller closes it.
+    The store is a scratch store (:func:`open_scratch_store`); the caller closes it.
     """
-    store = open_store(settings, scratch=str(keep_db) if keep_db else ":memory:")
-    limit = getattr(store, "limit_memory", None)
-    if keep_db is None and callable(limit):
-        limit(SCRATCH_MEMORY_MB)
+    store = open_scratch_store(keep_db)
     pseudo = Pseudonymiser(pseudonymisation_key(settings))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hunt-rules") as loader:
         loading = loader.submit(_load, rule_dirs, store.dialect, logsource)
@@ -111,6 +114,18 @@ def hunt(
     return report, store
 
 
+def open_scratch_store(keep_db: Path | None = None) -> DuckDBStore:
+    """Open the throw-away DuckDB store of one hunt: in memory (capped), or the file ``keep_db``.
+
+    Event ids of file inputs are unique by construction, so the store does not check them.
+    """
+    if keep_db is not None:
+        return DuckDBStore(keep_db, unique_ids=False)
+    store = DuckDBStore(":memory:", unique_ids=False)
+    store.limit_memory(SCRATCH_MEMORY_MB)
+    return store
+
+
 def _load(rule_dirs: Sequence[Path], dialect: str, logsource: str) -> tuple[RuleSet, float]:
     started = time.perf_counter()
     rules = load_rules(rule_dirs, dialect=dialect).for_categories({logsource})
@@ -120,7 +135,7 @@ def _load(rule_dirs: Sequence[Path], dialect: str, logsource: str) -> tuple[Rule
 def _ingest(
     paths: Sequence[Path],
     fmt: str,
-    store: Store,
+    store: DuckDBStore,
     pseudo: Pseudonymiser,
     loading: Future[tuple[RuleSet, float]],
     on_bytes: Callable[[int], None] | None,
@@ -129,10 +144,10 @@ def _ingest(
     """Parse and store every file; feed each stored batch to the prefilter once rules are in."""
     report = HuntReport(rules=RuleSet(), result=EngineResult())
     scan: CandidateScan | None = None
-    # The prefilter needs each event's ingest sequence: the DuckDB store numbers a batch
-    # contiguously in its order, which is checked batch by batch. Otherwise (another backend,
-    # or a batch that was not stored whole) the engine scans the store afterwards instead.
-    feeding = store.dialect == "duckdb"
+    # The prefilter needs each event's ingest sequence: the scratch store numbers a batch
+    # contiguously in its order, which is checked batch by batch. Should a batch not be stored
+    # whole, feeding stops and the engine scans the store afterwards instead.
+    feeding = True
     loaded = False
 
     def rules_in() -> None:
@@ -143,7 +158,7 @@ def _ingest(
             on_rules_loaded(report.rules)
 
     # Events are stored in whole row groups of the store where it has them (much cheaper).
-    unit = max(1, int(getattr(store, "append_rows", 1)))
+    unit = store.append_rows
     gathered: list[pa.Table] = []
     started = time.perf_counter()
     try:
@@ -190,7 +205,7 @@ def _ingest(
 
 
 def _store(
-    store: Store, events: pa.Table, scan: CandidateScan | None, feeding: bool, report: HuntReport
+    store: DuckDBStore, events: pa.Table, scan: CandidateScan | None, feeding: bool, report: HuntReport
 ) -> tuple[CandidateScan | None, bool]:
     """Append events; feed them to the prefilter when their ingest sequence is known."""
     before = store.max_seq()

@@ -308,6 +308,7 @@ RECORD_MAPPINGS: dict[str, dict[str, Any]] = {
     "alertkeys": _strict(key=_K, alert_id=_K, recorded=_D),
     "apikeys": _strict(name=_K, role=_K, hash=_K, created=_D, revoked=_D),
     "leases": _strict(name=_K, holder=_K, term=_L, expires_at=_D),
+    "consolesessions": _strict(hash=_K, key_name=_K, key_role=_K, csrf=_STORED, created=_D, expires=_D),
     "tickets": _strict(
         id=_K, open_key=_K, incident_id=_K, queue=_K, kind=_K, title=_STORED, priority=_K, severity=_K,
         impact=_K, status=_K, assignee=_K, created=_D, updated=_D, ack_due=_D, resolve_due=_D,

@@ -17,10 +17,11 @@ from _console_scenario import ATTACKER, Scenario
 from fastapi.testclient import TestClient
 
 from marketguard.app.api import create_app
-from marketguard.app.console.sessions import COOKIE, SessionStore
+from marketguard.app.console.sessions import COOKIE, ConsoleSessions
 from marketguard.auth import Principal
 
 SIGN_IN = "/console/sign-in"
+NOW = datetime.now(UTC)
 
 
 def csrf_of(html: str) -> str:
@@ -114,14 +115,14 @@ def test_a_good_key_gets_an_http_only_strict_session_cookie(new_console: object,
     assert "secure" not in flags  # console_cookie_secure defaults to off (plain HTTP on 127.0.0.1)
     token = console.client.cookies[COOKIE]
     assert token != seeded.keys["analyst"]
-    sessions = _sessions(app)
-    assert hashlib.sha256(token.encode()).hexdigest() in sessions._sessions and token not in sessions._sessions
+    stored = _sessions(app).store
+    assert stored.get(hashlib.sha256(token.encode()).hexdigest(), NOW) is not None and stored.get(token, NOW) is None
     assert console.get("/console/incidents").status_code == 200
     actions = [e.action for e in seeded.services.audit.entries(object="key:analyst-key")]
     assert "console.sign_in" in actions
 
 
-def _sessions(app: TestClient) -> SessionStore:
+def _sessions(app: TestClient) -> ConsoleSessions:
     from starlette.routing import Mount
 
     mount = next(r for r in app.app.routes if isinstance(r, Mount) and r.path == "/console")
@@ -185,13 +186,13 @@ def test_the_sign_in_form_is_csrf_protected(new_console: object, seeded: Scenari
         assert answer.status_code == 403 and COOKIE not in console.client.cookies
 
 
-def test_sessions_expire() -> None:
-    store = SessionStore(timedelta(hours=1))
+def test_sessions_expire(app: TestClient) -> None:
+    sessions = ConsoleSessions(_sessions(app).store, timedelta(hours=1))
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    token, session = store.create(Principal("k", "analyst"), now=start)
-    assert store.get(token, now=start + timedelta(minutes=59)) == session
-    assert store.get(token, now=start + timedelta(hours=1)) is None
-    assert store.get(token, now=start) is None and len(store) == 0  # expired sessions are deleted
+    token, session = sessions.create(Principal("k", "analyst"), now=start)
+    assert sessions.get(token, now=start + timedelta(minutes=59)) == session
+    assert sessions.get(token, now=start + timedelta(hours=1)) is None
+    assert sessions.get(token, now=start) is None  # the expired session was deleted, not just hidden
 
 
 # -- CSRF on every form ----------------------------------------------------------------------------------
@@ -395,7 +396,7 @@ def test_sign_out_deletes_the_session(new_console: object, app: TestClient) -> N
     token = console.client.cookies[COOKIE]
     out = console.post("/console/sign-out", {})
     assert out.status_code == 303 and out.headers["location"] == SIGN_IN
-    assert hashlib.sha256(token.encode()).hexdigest() not in _sessions(app)._sessions
+    assert _sessions(app).store.get(hashlib.sha256(token.encode()).hexdigest(), NOW) is None
     replay = TestClient(app.app, cookies={COOKIE: token})
     assert replay.get("/console/tickets", follow_redirects=False).status_code == 303
     replay.close()

@@ -3,7 +3,8 @@
 :func:`mount_console` mounts it at ``/console`` (its own small ASGI app, so its HTML error pages,
 sign-in redirects and cookie sessions never touch the JSON API's behaviour) and answers ``/`` with
 a redirect there. Sign-in exchanges an API key for a session cookie
-(:mod:`~marketguard.app.console.sessions`); every form is CSRF-checked
+(:mod:`~marketguard.app.console.sessions`, kept in the store), throttled per client address
+(:mod:`~marketguard.app.console.throttle`); every form is CSRF-checked
 (:mod:`~marketguard.app.console.csrf`); what a role may see and do is read from the JSON API's
 own route declarations (:mod:`~marketguard.app.console.permissions`).
 """
@@ -24,8 +25,10 @@ from starlette.exceptions import HTTPException
 from marketguard.app.console import formatting
 from marketguard.app.console.deps import SignInRequired, render, root_of
 from marketguard.app.console.pages import PAGE_ROUTERS
-from marketguard.app.console.sessions import SessionStore
+from marketguard.app.console.sessions import ConsoleSessions
+from marketguard.app.console.throttle import SignInThrottle
 from marketguard.app.services import Services
+from marketguard.auth.sessions import open_sessions
 
 __all__ = ["create_console", "mount_console", "PREFIX"]
 
@@ -43,10 +46,12 @@ _SECURITY_HEADERS = {
 
 
 def create_console(services: Services) -> FastAPI:
-    """The console app over ``services`` (sessions in this process's memory)."""
+    """The console app over ``services`` (sessions in the store; sign-in throttling in memory)."""
     app = FastAPI(title="MarketGuard console", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.services = services
-    app.state.sessions = SessionStore(timedelta(seconds=services.settings.console_session_ttl_s))
+    settings = services.settings
+    app.state.sessions = ConsoleSessions(open_sessions(services.store), timedelta(seconds=settings.console_session_ttl_s))
+    app.state.throttle = SignInThrottle(settings.console_signin_max_failures, settings.console_signin_window_s)
     app.state.templates = Jinja2Templates(directory=HERE / "templates")
     formatting.install(app.state.templates.env)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

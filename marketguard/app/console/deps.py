@@ -10,7 +10,7 @@ from fastapi.templating import Jinja2Templates
 
 from marketguard.app.console.csrf import FIELD, check_csrf
 from marketguard.app.console.nav import nav_for
-from marketguard.app.console.sessions import COOKIE, Session, SessionStore
+from marketguard.app.console.sessions import COOKIE, ConsoleSessions, Session
 from marketguard.app.services import Services
 from marketguard.auth import Principal
 from marketguard.cases.audit import actor_of
@@ -34,7 +34,7 @@ def services_of(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def sessions_of(request: Request) -> SessionStore:
+def sessions_of(request: Request) -> ConsoleSessions:
     """The console's session store."""
     return request.app.state.sessions  # type: ignore[no-any-return]
 

@@ -21,6 +21,7 @@ from marketguard.app.console.deps import (
 )
 from marketguard.app.console.nav import home_for
 from marketguard.app.console.sessions import COOKIE, new_token
+from marketguard.app.console.throttle import SignInThrottle
 
 __all__ = ["router"]
 
@@ -67,14 +68,27 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=512)
     """Exchange a valid API key for a session cookie; a bad key re-shows the form (401)."""
     check_csrf(request.cookies.get(PRE_COOKIE), csrf)
     services = services_of(request)
+    throttle: SignInThrottle = request.app.state.throttle
+    client = request.client.host if request.client else "unknown"
+    wait = throttle.retry_after(client)
+    if wait is not None:
+        if services.audit is not None:
+            await run_in_threadpool(services.audit.append, f"client:{client}", "console.sign_in_throttled",
+                                    f"client:{client}", {"retry_after_s": wait})
+        response = _sign_in_form(request, next, f"Too many failed sign-ins; try again in {wait} s.",
+                                 status.HTTP_429_TOO_MANY_REQUESTS)
+        response.headers["Retry-After"] = str(wait)
+        return response
     principal = await run_in_threadpool(services.keys.verify, api_key.strip()) if api_key.strip() else None
     if principal is None:
+        throttle.failed(client)
         return _sign_in_form(request, next, "That API key is unknown or revoked.", status.HTTP_401_UNAUTHORIZED)
+    throttle.succeeded(client)
     home_path = home_for(principal)
     if home_path is None:
         return _sign_in_form(request, next, f"Keys with the role {principal.role!r} have no console access.",
                              status.HTTP_403_FORBIDDEN)
-    token, session = sessions_of(request).create(principal)
+    token, session = await run_in_threadpool(sessions_of(request).create, principal)
     await run_in_threadpool(record, services, principal, "console.sign_in", f"key:{principal.name}", {"role": principal.role})
     target = _safe_next(request, next) or root_of(request) + home_path
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
@@ -87,7 +101,7 @@ async def sign_in(request: Request, api_key: Annotated[str, Form(max_length=512)
 @router.post("/sign-out")
 async def sign_out(request: Request, session: CsrfSession) -> Response:
     """End the session (server side) and clear the cookie."""
-    sessions_of(request).delete(request.cookies.get(COOKIE))
+    await run_in_threadpool(sessions_of(request).delete, request.cookies.get(COOKIE))
     principal = session.principal
     await run_in_threadpool(record, services_of(request), principal, "console.sign_out", f"key:{principal.name}",
                             {"role": principal.role})
