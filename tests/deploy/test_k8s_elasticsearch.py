@@ -65,7 +65,8 @@ def test_es_variant_selectors_match(es):
         selector = spec["selector"].get("matchLabels", spec["selector"])
         assert selector.items() <= pod_labels.items(), kind
         assert es[kind]["metadata"]["namespace"] == "marketguard"
-    assert es["Service"]["spec"]["sessionAffinity"] == "ClientIP", "console sessions live in one replica"
+    # console sessions live in the store, so any replica may answer: no affinity needed
+    assert es["Service"]["spec"].get("sessionAffinity", "None") == "None"
     assert es["PodDisruptionBudget"]["spec"]["maxUnavailable"] == 1
 
 
