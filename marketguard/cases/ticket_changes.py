@@ -11,6 +11,8 @@ from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from marketguard.cases.ticket_json import to_json as _json
+from marketguard.cases.ticket_json import utc as _utc
 from marketguard.cases.tickets import (
     Comment,
     Link,
@@ -22,14 +24,6 @@ from marketguard.cases.tickets import (
 from marketguard.types import OPERATOR_QUEUES, OWNER_QUEUE_PATTERN, TicketStatus
 
 __all__ = ["TicketChanges"]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
 
 
 class TicketChanges:

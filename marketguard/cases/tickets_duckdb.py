@@ -8,10 +8,8 @@ store's writer lock that also appends its audit entry, so a change is never unau
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,12 +19,10 @@ from marketguard.auth import Principal
 from marketguard.cases import Page, decode_cursor, encode_cursor
 from marketguard.cases.audit_duckdb import DuckDBAuditLog
 from marketguard.cases.ticket_changes import TicketChanges
+from marketguard.cases.ticket_json import from_json_fields, json_fields, open_key, utc
 from marketguard.cases.tickets import (
-    Comment,
-    Link,
     NewTicket,
     OpenResult,
-    StepFailure,
     Ticket,
     TicketFilters,
     TicketNotFound,
@@ -56,39 +52,16 @@ _TIMES = ("created", "updated", "ack_due", "resolve_due", "acknowledged_at", "re
 _SELECT = f"SELECT {', '.join(_COLS)} FROM tickets"
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
-
-
 def _row(t: Ticket) -> list[Any]:
-    data = {c: getattr(t, c) for c in _COLS}
-    data["entities"] = _json(dict(t.entities))
-    data["details"] = _json(dict(t.details))
-    for name in ("links", "comments", "failed_steps"):
-        data[name] = _json([asdict(x) for x in getattr(t, name)])
+    data = {c: getattr(t, c) for c in _COLS} | json_fields(t)
     return [data[c] for c in _COLS]
 
 
 def _ticket(row: tuple[Any, ...]) -> Ticket:
     data = dict(zip(_COLS, row, strict=True))
     for name in _TIMES:
-        data[name] = _utc(data[name])
-    data["entities"] = json.loads(data["entities"])
-    data["details"] = json.loads(data["details"])
-    data["links"] = tuple(Link(**x) for x in json.loads(data["links"]))
-    data["comments"] = tuple(Comment(**{**x, "time": datetime.fromisoformat(x["time"])}) for x in json.loads(data["comments"]))
-    data["failed_steps"] = tuple(
-        StepFailure(**{**x, "time": datetime.fromisoformat(x["time"])}) for x in json.loads(data["failed_steps"])
-    )
-    return Ticket(**data)
-
-
-def _open_key(incident_id: str, queue: str, kind: str) -> str:
-    return json.dumps([incident_id, queue, kind])
+        data[name] = utc(data[name])
+    return Ticket(**(data | from_json_fields(data)))
 
 
 class DuckDBTicketStore(TicketChanges):
@@ -152,8 +125,8 @@ class DuckDBTicketStore(TicketChanges):
     # -- writes -----------------------------------------------------------------------------------
     def open(self, new: NewTicket, *, actor: str, now: datetime | None = None) -> OpenResult:
         """Open a ticket, idempotent per (incident, queue, kind); audited as ``ticket.open``."""
-        moment = _utc(now) or datetime.now(UTC)
-        key = _open_key(new.incident_id, new.queue, new.kind)
+        moment = utc(now) or datetime.now(UTC)
+        key = open_key(new.incident_id, new.queue, new.kind)
 
         def run(cur: duckdb.DuckDBPyConnection) -> OpenResult:
             found = cur.execute(f"{_SELECT} WHERE open_key = ?", [key]).fetchall()
@@ -192,7 +165,7 @@ class DuckDBTicketStore(TicketChanges):
 
     def find(self, incident_id: str, queue: str, kind: str = "response") -> Ticket | None:
         """The ticket opened for (incident, queue, kind), if any."""
-        rows = self._read(f"{_SELECT} WHERE open_key = ?", [_open_key(incident_id, queue, kind)])
+        rows = self._read(f"{_SELECT} WHERE open_key = ?", [open_key(incident_id, queue, kind)])
         return _ticket(rows[0]) if rows else None
 
     def list(self, filters: TicketFilters | None = None, cursor: str | None = None, limit: int = 100,

@@ -24,7 +24,6 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,12 +32,10 @@ from marketguard.cases import Page, decode_cursor, encode_cursor
 from marketguard.cases.audit import canonical_json
 from marketguard.cases.audit_elasticsearch import ElasticsearchAuditLog
 from marketguard.cases.ticket_changes import TicketChanges
+from marketguard.cases.ticket_json import from_json_fields, json_fields, open_key, utc
 from marketguard.cases.tickets import (
-    Comment,
-    Link,
     NewTicket,
     OpenResult,
-    StepFailure,
     Ticket,
     TicketError,
     TicketFilters,
@@ -61,43 +58,21 @@ _SORT = [{"created": "desc"}, {"id": "desc"}]
 PENDING = "pending_audit"
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v))
-
-
-def _open_key(incident_id: str, queue: str, kind: str) -> str:
-    return json.dumps([incident_id, queue, kind])
-
-
 def ticket_id_of(incident_id: str, queue: str, kind: str = "response") -> str:
     """The id of the ticket opened for (incident, queue, kind): ``T-`` + 16 hex digits."""
-    return "T-" + hashlib.sha256(_open_key(incident_id, queue, kind).encode()).hexdigest()[:16]
+    return "T-" + hashlib.sha256(open_key(incident_id, queue, kind).encode()).hexdigest()[:16]
 
 
-def _doc(t: Ticket, open_key: str) -> dict[str, Any]:
+def _doc(t: Ticket, key: str) -> dict[str, Any]:
     doc: dict[str, Any] = {name: getattr(t, name) for name in _PLAIN}
     doc |= {name: iso(getattr(t, name)) if getattr(t, name) is not None else None for name in _TIMES}
-    doc |= {"open_key": open_key, "entities": _json(dict(t.entities)), "details": _json(dict(t.details))}
-    for name in ("links", "comments", "failed_steps"):
-        doc[name] = _json([asdict(x) for x in getattr(t, name)])
-    return doc
+    return doc | {"open_key": key} | json_fields(t)
 
 
 def _ticket(src: Mapping[str, Any]) -> Ticket:
     data: dict[str, Any] = {name: src.get(name) for name in _PLAIN}
     data |= {name: parse_time(src.get(name)) for name in _TIMES}
-    data["entities"] = json.loads(src["entities"])
-    data["details"] = json.loads(src["details"])
-    data["links"] = tuple(Link(**x) for x in json.loads(src["links"]))
-    data["comments"] = tuple(Comment(**{**x, "time": datetime.fromisoformat(x["time"])}) for x in json.loads(src["comments"]))
-    data["failed_steps"] = tuple(
-        StepFailure(**{**x, "time": datetime.fromisoformat(x["time"])}) for x in json.loads(src["failed_steps"])
-    )
-    return Ticket(**data)
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return value.astimezone(UTC) if value is not None else None
+    return Ticket(**(data | from_json_fields(src)))
 
 
 def _pending(actor: str, action: str, object: str, details: Mapping[str, Any], now: datetime | None) -> str:
@@ -129,8 +104,8 @@ class ElasticsearchTicketStore(TicketChanges):
     # -- writes -----------------------------------------------------------------------------------
     def open(self, new: NewTicket, *, actor: str, now: datetime | None = None) -> OpenResult:
         """Open a ticket, idempotent per (incident, queue, kind); audited as ``ticket.open``."""
-        moment = _utc(now) or datetime.now(UTC)
-        key = _open_key(new.incident_id, new.queue, new.kind)
+        moment = utc(now) or datetime.now(UTC)
+        key = open_key(new.incident_id, new.queue, new.kind)
         tid = ticket_id_of(new.incident_id, new.queue, new.kind)
         found = self._rec.get(tid)
         if found is not None:
