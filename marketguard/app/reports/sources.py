@@ -8,18 +8,20 @@ for the CLI and the demo).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from marketguard.cases import CaseFilters, CaseStore, Incident, open_cases
+from marketguard.cases import CaseFilters, CaseStore, Incident, Page, open_cases
 from marketguard.cases.audit import AuditLog, open_audit
 from marketguard.cases.routing import TicketPolicy, load_policy
 from marketguard.cases.tickets import Ticket, TicketFilters, TicketStore, open_tickets
 from marketguard.config import Settings
 from marketguard.store import Store
 from playbooks.state import ActionStore, ClockStore, open_response_state
+
+T = TypeVar("T")
 
 __all__ = ["ReportSources", "sources_from_store", "sources_from_services", "repo_relative"]
 
@@ -49,23 +51,22 @@ class ReportSources:
 
     def all_incidents(self, filters: CaseFilters | None = None) -> Iterator[Incident]:
         """Every incident matching ``filters``, walking the pages."""
-        cursor: str | None = None
-        while True:
-            page = self.cases.incidents(filters, cursor, 500)
-            yield from page.items
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        return _walk(lambda cursor: self.cases.incidents(filters, cursor, 500))
 
     def all_tickets(self, filters: TicketFilters | None = None) -> Iterator[Ticket]:
         """Every ticket matching ``filters`` (staff view), walking the pages."""
-        cursor: str | None = None
-        while True:
-            page = self.tickets.list(filters, cursor, 500)
-            yield from page.items
-            cursor = page.next_cursor
-            if not cursor:
-                return
+        return _walk(lambda cursor: self.tickets.list(filters, cursor, 500))
+
+
+def _walk(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """Every item of a cursor-paged listing."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.items
+        cursor = page.next_cursor
+        if not cursor:
+            return
 
 
 def sources_from_store(store: Store, settings: Settings) -> ReportSources:
