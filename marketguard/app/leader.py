@@ -110,7 +110,7 @@ class Leadership:
             self._thread = None
         with self._lock:
             term = self._term
-            self._step_down("shutting down")
+            self._step_down("shutting down", planned=True)
             if release and term is not None:
                 try:
                     self.leases.release(self.name, self.replica, term)
@@ -163,10 +163,11 @@ class Leadership:
             except Exception:  # noqa: BLE001 - a job that fails to start must not kill the lease thread
                 log.exception("starting the scheduled jobs failed")
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, *, planned: bool = False) -> None:
         if self._term is None:
             return
-        log.warning("replica %s no longer leads %r (term %d): %s", self.replica, self.name, self._term, why)
+        log.log(logging.INFO if planned else logging.WARNING,
+                "replica %s no longer leads %r (term %d): %s", self.replica, self.name, self._term, why)
         self._term = None
         self._metrics.leader.labels(self.replica).set(0)
         self._call(self._on_deposed)
